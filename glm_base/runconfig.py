@@ -1,0 +1,239 @@
+"""Config dataclasses loaded from YAML with ``key=value`` command-line overrides.
+
+Every entry point of glm-align declares one dataclass and calls :func:`load_config`::
+
+    @dataclass
+    class PretrainConfig:
+        output_dir: str = field(default="runs/pretrain", metadata={"help": "run directory"})
+        seed: int = 0
+        optim: OptimConfig = field(default_factory=OptimConfig)
+
+    cfg = load_config(PretrainConfig, ["--config", "configs/pretrain/tiny.yaml", "optim.lr=3e-4"])
+
+Rules (the habits in DESIGN.md):
+- YAML files hold only what differs from the dataclass defaults; nested dataclasses are nested
+  mappings, and overrides use dotted names (``optim.lr=3e-4``).
+- Values on the command line are parsed as YAML scalars (``true``, ``3e-4``, ``[1, 2]``) and then
+  checked against the field's annotated type.
+- Unknown keys are an error naming the file (or ``command line``) and the key, with the valid keys.
+- ``--help`` lists every field with its default and help text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed; the message names where and which key."""
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against ``annotation`` and convert the harmless cases (int -> float)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"{where}: {value!r} matches none of {annotation}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping for {annotation.__name__}, got {value!r}")
+        return _build(annotation, value, where)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        item_type = args[0] if args else Any
+        items = [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        value_type = args[1] if len(args) == 2 else Any
+        return {k: _coerce(v, value_type, f"{where}.{k}") for k, v in value.items()}
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if annotation is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _build(cls: type[T], values: dict[str, Any], where: str) -> T:
+    """Instantiate ``cls`` from a (possibly partial) mapping, recursing into nested dataclasses."""
+    hints = _type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(fields)}"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        kwargs[name] = _coerce(value, hints[name], f"{where}: {name}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from err
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"command line: {dotted!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def _check_keys(cls: type, values: dict[str, Any], where: str, prefix: str = "") -> None:
+    hints = _type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(
+                f"{where}: unknown key {prefix + key!r} for {cls.__name__}; valid keys: {sorted(names)}"
+            )
+        sub = hints[key]
+        if dataclasses.is_dataclass(sub) and isinstance(value, dict):
+            _check_keys(sub, value, where, prefix + key + ".")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of config keys")
+    return data
+
+
+def config_help(cls: type, prefix: str = "") -> str:
+    """One line per field: dotted name, type, default and help text."""
+    lines = []
+    hints = _type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        annotation = hints[f.name]
+        if dataclasses.is_dataclass(annotation):
+            lines.append(config_help(annotation, prefix + f.name + "."))
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            default = "(required)"
+        help_text = f.metadata.get("help", "")
+        type_name = getattr(annotation, "__name__", str(annotation))
+        lines.append(f"  {prefix + f.name} ({type_name}, default {default!r}): {help_text}")
+    return "\n".join(lines)
+
+
+def load_config(cls: type[T], argv: list[str] | None = None, prog: str | None = None) -> T:
+    """Build ``cls`` from ``--config FILE`` (repeatable, later files win) and ``key=value`` overrides."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        doc = (cls.__doc__ or "").strip()
+        print(f"usage: {prog or 'python -m ...'} [--config FILE] [key=value ...]\n\n{doc}\n\nfields:")
+        print(config_help(cls))
+        raise SystemExit(0)
+    values: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config" or arg.startswith("--config="):
+            if arg == "--config":
+                if i + 1 >= len(argv):
+                    raise ConfigError("command line: --config needs a file")
+                path, i = argv[i + 1], i + 2
+            else:
+                path, i = arg.split("=", 1)[1], i + 1
+            data = read_yaml(path)
+            _check_keys(cls, data, str(path))
+            values = _merge(values, data)
+            continue
+        if "=" not in arg:
+            raise ConfigError(
+                f"command line: cannot read {arg!r}; expected --config FILE or key=value"
+            )
+        key, raw = arg.lstrip("-").split("=", 1)
+        try:
+            parsed = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            parsed = raw
+        override: dict[str, Any] = {}
+        _set_dotted(override, key, parsed)
+        _check_keys(cls, override, "command line")
+        values = _merge(values, override)
+        i += 1
+    return _build(cls, values, "config")
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    """Write the resolved config as YAML (the run directory's record of what ran)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
