@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -141,7 +142,12 @@ def main(argv=None) -> dict:
         "document_tokens": doc_len,
         "batch_size": args.batch_size,
         "tokenizer": tok_desc,
-        "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        },
         "results": results,
         "step_share": "not measured yet: call bench.collator.step_share(results['mix (.5/.3/.2)']['ms_per_batch'], step_ms)",
     }

@@ -83,12 +83,15 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     OBSERVATION_TOKEN,
 )
 
-# GPT-4 / GLM-4 style split: contractions, words with an optional leading non-letter, digits in
-# groups of <= 3, punctuation runs (with trailing newlines), newline runs, other whitespace.
+# GPT-4 / GLM-4 style split: contractions, words with an optional leading space or symbol, digits
+# in groups of <= 3, punctuation runs (with trailing newlines), newline runs, other whitespace.
 # Every character of the input lands in exactly one piece, so the split is lossless.
+# Unlike GPT-4's pattern, a word never takes a leading *punctuation* mark: in Chinese, which has no
+# spaces, "。塔" would otherwise become one token that straddles a sentence boundary (and the
+# collator's sentence objective cuts sentences after tokens that contain 。！？.!?).
 SPLIT_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)"
-    r"|[^\r\n\p{L}\p{N}]?\p{L}+"
+    r"|[^\r\n\p{L}\p{N}\p{P}]?\p{L}+"
     r"|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+"

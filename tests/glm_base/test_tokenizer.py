@@ -261,3 +261,16 @@ def test_read_corpus_plain_paragraphs(tmp_path):
     assert list(read_corpus([p])) == ["one\ntwo\n\n", "three\n"]
     with pytest.raises(FileNotFoundError):
         list(read_corpus([tmp_path / "missing.txt"]))
+
+
+def test_no_token_straddles_a_sentence_end(tokenizer):
+    """Punctuation never starts a word piece, so no token holds a sentence end followed by a letter
+    (the collator's sentence objective cuts after tokens containing . ! ? 。 ！ ？)."""
+    import re
+
+    straddle = re.compile(r"[.!?。！？]\w")
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    assert not [t for t in texts if straddle.search(t)]
+    ids = tokenizer.encode("生于1993年。塔卡最喜欢紫色！Then. Next")
+    pieces = [tokenizer.decode([i]) for i in ids]
+    assert not any(straddle.search(p) for p in pieces)
