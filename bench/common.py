@@ -1,0 +1,54 @@
+"""Shared pieces of the benchmarks: result files, machine description, timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def write_result(name: str, result: dict) -> Path:
+    """Write ``bench/results/NAME.json`` with a timestamp and the machine, and return its path."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    payload = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), **result}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def best_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Seconds of the fastest of ``repeats`` calls after ``warmup`` calls (least disturbed by noise)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_peak_flops(size: int = 1024, repeats: int = 10) -> float:
+    """This CPU's achieved fp32 matmul FLOP/s (the ceiling a training step can approach)."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    seconds = best_time(lambda: torch.mm(a, b), repeats, warmup=3)
+    return 2 * size**3 / seconds

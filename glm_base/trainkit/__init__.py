@@ -1,0 +1,6 @@
+"""Pieces shared by every training entry point (pretrain, cloze, SFT, reward model, PPO).
+
+Each entry point keeps its own explicit loop; only what is truly shared lives here: the learning-rate
+schedule, metric logging (JSONL + TensorBoard + PNG curves), checkpoints with exact resume, and the
+global-batch loss normalisation that makes gradient accumulation and data parallelism exact.
+"""

@@ -1,0 +1,46 @@
+"""The embedded default data: the synthetic bilingual world, built on first use.
+
+Every stage's tiny config runs on the world when it names no files of its own. The world is
+generated (never downloaded) into ``data/world/<size>-seed<seed>`` once; later calls reuse it. A
+build goes to a temporary directory and is renamed when complete, so concurrent processes (e.g. the
+ranks of ``accelerate launch``) and interrupted builds never see half a world.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+DEFAULT_ROOT = Path(os.environ.get("GLM_ALIGN_DATA", "data")) / "world"
+
+
+def world_dir(size: str = "tiny", seed: int = 0, root: str | Path | None = None) -> Path:
+    """Directory of the world of ``size`` and ``seed``, building it if absent."""
+    from world.build import build
+    from world.config import WorldConfig
+
+    root = Path(root) if root is not None else DEFAULT_ROOT
+    final = root / f"{size}-seed{seed}"
+    if (final / "manifest.json").is_file():
+        return final
+    tmp = root / f".{size}-seed{seed}.{os.getpid()}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    build(WorldConfig(out=str(tmp), size=size, seed=seed))
+    try:
+        tmp.rename(final)
+    except OSError:  # another process finished first: its copy is identical (same seed, same size)
+        shutil.rmtree(tmp, ignore_errors=True)
+        for _ in range(100):
+            if (final / "manifest.json").is_file():
+                break
+            time.sleep(0.1)
+    return final
+
+
+def world_files(kind: str, size: str = "tiny", seed: int = 0, root: str | Path | None = None) -> tuple[str, str]:
+    """``(train.jsonl, eval.jsonl)`` paths of one kind of world data (corpus, sft, preferences, ...)."""
+    base = world_dir(size, seed, root) / kind
+    return str(base / "train.jsonl"), str(base / "eval.jsonl")

@@ -1,0 +1,155 @@
+"""The pretraining loop: outputs, exact resume, loss normalisation invariants, NaN stop, bad input."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import glm_base  # noqa: F401  (registers the auto classes)
+from glm_base import GLMConfig, GLMForCausalLM
+from glm_base.pretrain import PretrainConfig, main, run
+from glm_base.runconfig import load_config
+from glm_base.tokenizer import read_corpus, train_tokenizer
+from glm_base.trainkit.checkpoint import list_checkpoints
+from glm_base.trainkit.default_data import world_files
+from glm_base.trainkit.metrics import read_metrics
+from glm_base.trainkit.steps import train_step
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A 400-document slice of the world corpus and a small tokenizer trained on it."""
+    root = tmp_path_factory.mktemp("pretrain-data")
+    train, evaluation = world_files("corpus", size="tiny", seed=0)
+    lines = Path(train).read_text(encoding="utf-8").splitlines()
+    (root / "train.jsonl").write_text("\n".join(lines[:400]) + "\n", encoding="utf-8")
+    (root / "eval.jsonl").write_text("\n".join(Path(evaluation).read_text(encoding="utf-8").splitlines()[:40]) + "\n",
+                                     encoding="utf-8")
+    train_tokenizer(read_corpus([root / "train.jsonl"]), 600, out_dir=root / "tokenizer")
+    return root
+
+
+def tiny_args(corpus, out, *extra):
+    return [
+        f"output_dir={out}", "seed=3", "batch_size=4", "max_steps=6", "log_every=1", "eval_every=0",
+        "save_every=3", "eval_batches=1", f"tokenizer.path={corpus / 'tokenizer'}",
+        f"data.train_files=[{corpus / 'train.jsonl'}]", f"data.eval_files=[{corpus / 'eval.jsonl'}]",
+        "data.max_length=64", "data.num_workers=0", "optim.warmup_steps=4", "optim.lr=0.003",
+        "model.overrides={hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,"
+        " max_position_embeddings: 128}",
+        *extra,
+    ]
+
+
+def train_losses(run_dir):
+    return [row["train/loss"] for row in read_metrics(Path(run_dir) / "metrics.jsonl") if "train/loss" in row]
+
+
+def test_run_writes_a_loadable_model_metrics_and_curve(corpus, tmp_path):
+    summary = run(load_config(PretrainConfig, tiny_args(corpus, tmp_path / "run")))
+    out = tmp_path / "run"
+    for name in ("config.yaml", "metrics.jsonl", "loss_curve.png", "summary.json", "model/config.json",
+                 "model/tokenizer.json"):
+        assert (out / name).is_file(), name
+    assert list((out / "tensorboard").iterdir())
+    assert [p.name for p in list_checkpoints(out)] == ["step-0000003", "step-0000006"]
+    model = AutoModelForCausalLM.from_pretrained(out / "model")
+    tokenizer = AutoTokenizer.from_pretrained(out / "model")
+    assert isinstance(model, GLMForCausalLM) and len(tokenizer) <= model.config.vocab_size
+    for objective in ("blank", "sentence", "document"):
+        assert 0.0 <= summary[f"eval/{objective}/accuracy"] <= 1.0
+        assert summary[f"eval/{objective}/loss"] > 0
+    losses = train_losses(out)
+    assert len(losses) == 6 and losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_resume_continues_exactly(corpus, tmp_path, streaming):
+    extra = [f"data.streaming={str(streaming).lower()}", "data.shuffle_buffer=50"]
+    run(load_config(PretrainConfig, tiny_args(corpus, tmp_path / "straight", *extra)))
+    run(load_config(PretrainConfig, tiny_args(corpus, tmp_path / "interrupted", *extra, "max_steps=3")))
+    # warmup covers steps 1-3, so the shorter run's schedule agrees with the longer one up to the cut
+    run(load_config(PretrainConfig, tiny_args(corpus, tmp_path / "interrupted", *extra, "resume=true")))
+    straight, resumed = train_losses(tmp_path / "straight"), train_losses(tmp_path / "interrupted")
+    assert len(resumed) == 6
+    assert resumed == pytest.approx(straight, abs=1e-6)
+    a = GLMForCausalLM.from_pretrained(tmp_path / "straight" / "model").state_dict()
+    b = GLMForCausalLM.from_pretrained(tmp_path / "interrupted" / "model").state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_batch_8_accum_1_equals_batch_1_accum_8():
+    torch.manual_seed(0)
+    config = GLMConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
+    ids = torch.randint(0, 50, (8, 12))
+    targets = ids.clone()
+    targets[:, :3] = -100
+    targets[::2, 8:] = -100  # rows with different target counts: a per-micro-batch mean would differ
+    results = []
+    for accumulation in (1, 8):
+        torch.manual_seed(1)
+        model = GLMForCausalLM(config)
+        accelerator = Accelerator(gradient_accumulation_steps=accumulation, cpu=True)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        model, optimizer = accelerator.prepare(model, optimizer)
+        rows = 8 // accumulation
+        batches = [{"input_ids": ids[i:i + rows], "shift_labels": targets[i:i + rows]} for i in range(0, 8, rows)]
+        loss, _ = train_step(accelerator, model, optimizer, batches, int((targets != -100).sum()))
+        results.append((loss, [p.detach().clone() for p in model.parameters()]))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(corpus, tmp_path):
+    args = tiny_args(corpus, tmp_path / "two", "max_steps=4", "save_every=0")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+    subprocess.run([launcher, "launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+                    "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "glm_base.pretrain", *args],
+                   check=True, cwd=REPO, env=env, capture_output=True)
+    run(load_config(PretrainConfig, tiny_args(corpus, tmp_path / "one", "max_steps=4", "save_every=0")))
+    assert train_losses(tmp_path / "two") == pytest.approx(train_losses(tmp_path / "one"), rel=1e-4)
+
+
+def test_nan_loss_stops_before_the_step_and_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch):
+    real_forward = GLMForCausalLM.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        out = real_forward(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 5 and out.loss is not None:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(GLMForCausalLM, "forward", poisoned)
+    out = tmp_path / "nan"
+    with pytest.raises(SystemExit, match=r"NaN/inf at step 5.*step-0000003"):
+        main(tiny_args(corpus, out))
+    assert [p.name for p in list_checkpoints(out)] == ["step-0000003"]
+    assert GLMForCausalLM.from_pretrained(list_checkpoints(out)[0]) is not None
+
+
+def test_missing_text_field_names_the_file_and_field(corpus, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"body": "no text field here"}) + "\n")
+    with pytest.raises(ValueError, match=r"bad\.jsonl.*'text'"):
+        run(load_config(PretrainConfig, tiny_args(corpus, tmp_path / "run", f"data.eval_files=[{bad}]")))
+
+
+def test_shipped_pretrain_configs_load():
+    for path in sorted((REPO / "configs" / "pretrain").glob("*.yaml")):
+        cfg = load_config(PretrainConfig, ["--config", str(path)])
+        assert cfg.max_steps > 0
+        assert path.read_text().startswith("# python -m glm_base.pretrain") or path.read_text().startswith("# accelerate")
