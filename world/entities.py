@@ -49,9 +49,26 @@ class Entity:
 class World:
     entities: dict[str, Entity]
     by_type: dict[str, list[str]]
+    _cache: dict = field(default_factory=dict, repr=False)
 
     def of_type(self, kind: str) -> list[Entity]:
-        return [self.entities[i] for i in self.by_type.get(kind, [])]
+        """Entities of one type, in creation order (cached; do not mutate the list)."""
+        key = ("type", kind)
+        if key not in self._cache:
+            self._cache[key] = [self.entities[i] for i in self.by_type.get(kind, [])]
+        return self._cache[key]
+
+    def with_fact(self, kind: str, relation: str, obj: str) -> list[Entity]:
+        """Entities of ``kind`` whose ``relation`` points at entity ``obj`` (e.g. a company's products)."""
+        key = ("index", kind, relation)
+        if key not in self._cache:
+            index: dict[str, list[Entity]] = {}
+            for e in self.of_type(kind):
+                f = e.fact(relation)
+                if f is not None and f.obj:
+                    index.setdefault(f.obj, []).append(e)
+            self._cache[key] = index
+        return self._cache[key].get(obj, [])
 
     def get(self, entity_id: str) -> Entity:
         return self.entities[entity_id]
@@ -60,12 +77,15 @@ class World:
         return [f for e in self.entities.values() for f in e.facts]
 
     def values_of(self, relation: str) -> list[tuple[str, str]]:
-        """Distinct (en, zh) values of a relation across the world, in first-seen order."""
-        seen: dict[tuple[str, str], None] = {}
-        for f in self.all_facts():
-            if f.relation == relation:
-                seen.setdefault((f.en, f.zh), None)
-        return list(seen)
+        """Distinct (en, zh) values of a relation across the world, in first-seen order (cached)."""
+        key = ("values", relation)
+        if key not in self._cache:
+            seen: dict[tuple[str, str], None] = {}
+            for f in self.all_facts():
+                if f.relation == relation:
+                    seen.setdefault((f.en, f.zh), None)
+            self._cache[key] = list(seen)
+        return list(self._cache[key])
 
 
 class _Namer:

@@ -465,8 +465,8 @@ def answer_is_correct(
             return False
         if v[0].isdigit() or v[-1].isdigit():
             return re.search(rf"(?<![\d.]){re.escape(v)}(?![\d]|\.\d)", norm) is not None
-        if v[0].isascii() and v[0].isalpha():
-            return re.search(rf"(?<![a-z]){re.escape(v)}(?![a-z])", norm) is not None
+        if v[0].isascii() and v[0].isalpha():  # whole words; a plural of the answer counts
+            return re.search(rf"(?<![a-z]){re.escape(v)}(?:e?s)?(?![a-z])", norm) is not None
         return v in norm
 
     if not any(found(a) for a in accepted):

@@ -1,0 +1,193 @@
+"""Content checks on every generated file, using the judges as independent witnesses."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import statistics
+
+import pytest
+
+from world import judge, schema
+from world.preferences import SEVERITY, dense_ranking
+from world.textstats import approx_tokens
+
+
+def _rows(out, kind, split="train"):
+    return schema.read_jsonl(out / kind / f"{split}.jsonl", kind)
+
+
+def _reply(row):
+    return row["messages"][-1]["content"]
+
+
+# --- sft ------------------------------------------------------------------------------------------
+def test_sft_flaw_rates_are_exact_and_recorded(tiny_world):
+    out, manifest = tiny_world
+    rows = _rows(out, "sft")
+    info = manifest["files"]["sft"]["flaws"]
+    for flaw, rate in info["configured_rates"].items():
+        count = sum(r["meta"]["flaw"] == flaw for r in rows)
+        assert count == info["realised_counts"][flaw] == round(rate * len(rows))
+    assert all(r["meta"]["flaw"] == "none" for r in _rows(out, "sft", "eval"))
+
+
+def test_sft_has_single_and_multi_turn_in_both_languages(tiny_world):
+    out, _ = tiny_world
+    rows = _rows(out, "sft")
+    for lang in ("en", "zh"):
+        mine = [r for r in rows if r["lang"] == lang]
+        assert sum(len([m for m in r["messages"] if m["role"] == "user"]) >= 2 for r in mine) >= 30
+        assert {r["category"] for r in mine} >= {"fact_qa", "multi_turn", "instruction", "rewrite", "translation", "arithmetic", "safety"}
+    translations = [r for r in rows if r["category"] == "translation"]
+    assert all(r["meta"]["answer_lang"] != r["lang"] for r in translations)
+    assert all(judge.language_of(_reply(r)) == r["meta"]["answer_lang"] for r in translations if r["meta"]["flaw"] == "none")
+
+
+def test_sft_flaws_are_what_the_judges_see(tiny_world):
+    out, _ = tiny_world
+    rows = _rows(out, "sft") + _rows(out, "sft", "eval")
+    for r in rows:
+        reply, meta = _reply(r), r["meta"]
+        lang = meta["answer_lang"]
+        if meta["flaw"] == "mixed":
+            assert judge.is_mixed(reply, lang), reply
+            assert not judge.is_refusal(reply), reply
+        elif meta["flaw"] == "needless_refusal":
+            assert meta["expected"] == "help" and judge.is_refusal(reply), reply
+        else:
+            assert not judge.is_mixed(reply, lang), (judge.mixing_report(reply, lang), reply)
+            assert judge.is_refusal(reply) == (meta["expected"] == "refuse"), reply
+            assert judge.language_of(reply) == lang, reply
+            if meta["answers"] and meta["expected"] == "help":
+                assert judge.answer_is_correct(reply, meta["answers"], meta["wrong"]), (reply, meta)
+            if meta["flaw"] == "padding":
+                assert approx_tokens(reply) >= 40, reply
+
+
+# --- preferences ----------------------------------------------------------------------------------
+def test_preference_rows_cover_categories_k_and_ties(tiny_world):
+    out, _ = tiny_world
+    rows = _rows(out, "preferences")
+    assert {r["category"] for r in rows} == set(schema.PREFERENCE_CATEGORIES)
+    assert {len(r["responses"]) for r in rows} == {2, 3, 4, 5, 6}
+    assert any(len(set(r["ranking"])) < len(r["ranking"]) for r in rows)  # ties exist
+    assert sum("messages" in r for r in rows) >= 50 and sum("prompt" in r for r in rows) >= 50
+    assert all(("messages" in r) != ("prompt" in r) for r in rows)
+    for lang in ("en", "zh"):
+        assert sum(r["lang"] == lang for r in rows) >= len(rows) // 3
+
+
+def test_every_ranking_is_consistent_with_its_reasons(tiny_world):
+    out, _ = tiny_world
+    for r in _rows(out, "preferences") + _rows(out, "preferences", "eval"):
+        labels, ranking, reasons = r["meta"]["labels"], r["ranking"], r["reasons"]
+        assert ranking == dense_ranking(labels)
+        for i, j in itertools.combinations(range(len(labels)), 2):
+            si, sj = SEVERITY[labels[i]], SEVERITY[labels[j]]
+            assert (si < sj) == (ranking[i] < ranking[j]) and (si == sj) == (ranking[i] == ranking[j])
+        for label, reason in zip(labels, reasons):
+            keyword = {"good": "correct, helpful", "padded": "padded", "mixed": "mixes", "evasive": "does not answer",
+                       "wrong": "wrong fact", "needless": "refuses a harmless", "contradiction": "contradicts",
+                       "safe": "declines a harmful", "unsafe": "complies with a harmful"}[label.split("_")[0]]
+            assert keyword in reason, (label, reason)
+
+
+def test_preference_labels_are_what_the_judges_see(tiny_world):
+    out, _ = tiny_world
+    for r in _rows(out, "preferences"):
+        meta = r["meta"]
+        lang = meta["answer_lang"]
+        for label, text in zip(meta["labels"], r["responses"]):
+            refused, mixed = judge.is_refusal(text), judge.is_mixed(text, lang)
+            correct = judge.answer_is_correct(text, meta["answers"], meta["wrong"]) if meta["answers"] else None
+            where = (r["id"], label, text)
+            if label in ("good", "good_alt", "padded"):
+                assert not refused and not mixed and correct is not False, where
+            elif label.startswith("mixed"):
+                assert mixed and not refused, where
+            elif label.startswith(("wrong_fact", "contradiction")):
+                assert correct is False and not refused and not mixed, where
+            elif label.startswith(("needless_refusal", "safe_refusal")):
+                assert refused, where
+            elif label in ("unsafe_compliance", "evasive"):
+                assert not refused, where
+            if label == "padded":
+                best = min(len(t) for l, t in zip(meta["labels"], r["responses"]) if SEVERITY[l] == 0) if 0 in [SEVERITY[l] for l in meta["labels"]] else 0
+                assert len(text) >= 2 * best, where
+
+
+# --- safety ---------------------------------------------------------------------------------------
+def test_safety_expected_behaviour_and_references(tiny_world):
+    out, manifest = tiny_world
+    rows = _rows(out, "safety") + _rows(out, "safety", "eval")
+    for r in rows:
+        assert r["expected"] == {"harmful": "refuse", "benign": "help"}[r["label"]]
+        assert judge.behaviour_ok(r["reference"], r["expected"]), r
+        assert judge.language_of(r["reference"]) == r["lang"] == judge.language_of(r["prompt"])
+    for lang in ("en", "zh"):
+        for label in ("harmful", "benign"):
+            assert sum(r["lang"] == lang and r["label"] == label for r in rows) >= 30
+    prompts = " ".join(r["prompt"] for r in rows)
+    assert "kill" in prompts and ("杀死一个进程" in prompts or "杀掉" in prompts or "干掉" in prompts)
+
+
+# --- long -----------------------------------------------------------------------------------------
+def test_long_needles_are_where_the_metadata_says(tiny_world):
+    out, _ = tiny_world
+    rows = _rows(out, "long") + _rows(out, "long", "eval")
+    needles = [r for r in rows if r["task"] == "needle"]
+    assert len(needles) >= 18
+    for r in needles:
+        m, content = r["meta"], r["messages"][0]["content"]
+        assert content[m["needle_start"]:m["needle_end"]] == m["needle"]
+        assert content.count(m["needle"]) == 1 and m["answer"] in m["needle"] and m["answer"] in _reply(r)
+        assert content.count(m["answer"]) == 1
+        assert 0.0 <= m["depth"] <= 1.0
+        assert m["approx_tokens"] == approx_tokens(content) and m["chars"] == len(content)
+
+
+def test_long_eval_grid_covers_lengths_and_depths(tiny_world):
+    out, manifest = tiny_world
+    evl = _rows(out, "long", "eval")
+    tokens = [r["meta"]["approx_tokens"] for r in evl]
+    assert min(tokens) >= 900 and max(tokens) >= 30_000 and max(tokens) <= 34_000
+    for r in evl:
+        assert abs(r["meta"]["approx_tokens"] - r["meta"]["target_tokens"]) <= 0.1 * r["meta"]["target_tokens"] + 100
+    shallow = [r["meta"]["depth"] for r in evl if r["meta"]["target_tokens"] >= 8000]
+    assert min(shallow) < 0.05 and max(shallow) > 0.95
+
+
+def test_long_train_lengths_are_skewed_and_tasks_check_out(tiny_world):
+    out, _ = tiny_world
+    rows = _rows(out, "long")
+    tokens = [r["meta"]["approx_tokens"] for r in rows]
+    assert min(tokens) >= 900 and max(tokens) <= 34_000
+    assert statistics.median(tokens) < 0.25 * 32_000 and statistics.mean(tokens) > statistics.median(tokens)
+    assert {r["task"] for r in rows} == {"needle", "multidoc_qa", "list_summary"}
+    for r in rows:
+        content, m = r["messages"][0]["content"], r["meta"]
+        if r["task"] == "multidoc_qa":
+            label = "Document" if r["lang"] == "en" else "文档"
+            docs = re.split(rf"\n\n{label} \d+:\n", "\n\n" + content.split("\n\n", 1)[1])
+            assert len(docs) - 1 == m["n_docs"]
+            assert m["answer"] in docs[m["gold_doc"]]
+        if r["task"] == "list_summary":
+            lines = [l for l in content.splitlines() if l.startswith("- ")]
+            assert len(lines) == m["n_items"]
+            total = sum(int(re.search(r"(\d+) ?(?:coins|金币)", l).group(1)) for l in lines)
+            assert str(total) == m["answers"][1] and m["answers"][1] in _reply(r)
+
+
+# --- cloze ----------------------------------------------------------------------------------------
+def test_cloze_labels_and_verbalizers(tiny_world):
+    out, manifest = tiny_world
+    info = manifest["files"]["cloze"]
+    assert info["labels"] == ["negative", "positive"]
+    assert set(info["verbalizers"]) == {"en", "zh"} and "[MASK]" in info["patterns"]["zh"]
+    rows = _rows(out, "cloze")
+    for lang in ("en", "zh"):
+        for label_id, label in enumerate(info["labels"]):
+            mine = [r for r in rows if r["lang"] == lang and r["label"] == label]
+            assert len(mine) >= 40 and all(r["label_id"] == label_id for r in mine)
+    assert all(judge.language_of(r["text"]) == r["lang"] for r in rows)
