@@ -91,14 +91,18 @@ class World:
 class _Namer:
     """Unique invented names; the Chinese form is the syllable-wise transliteration."""
 
+    MAX_STREAK = 200  # consecutive collisions before names get one syllable longer
+
     def __init__(self, rng: random.Random):
         self.rng = rng
         self.used_en: set[str] = set()
         self.used_zh: set[str] = set()
+        self.widen = 0  # extra syllables allowed once short names run out (large worlds)
 
     def word(self, n_min: int = 2, n_max: int = 3) -> tuple[str, str]:
-        for _ in range(10_000):
-            n = self.rng.randint(n_min, n_max)
+        streak = 0
+        for _ in range(100_000):
+            n = self.rng.randint(n_min, n_max + self.widen)
             parts = [self.rng.choice(lx.SYLLABLES) for _ in range(n)]
             en = "".join(p[0] for p in parts).capitalize()
             zh = "".join(p[1] for p in parts)
@@ -106,6 +110,9 @@ class _Namer:
                 self.used_en.add(en)
                 self.used_zh.add(zh)
                 return en, zh
+            streak += 1
+            if streak >= self.MAX_STREAK:
+                self.widen, streak = self.widen + 1, 0
         raise RuntimeError("ran out of unique names; add syllables to world/lexicon.py")
 
 

@@ -47,7 +47,10 @@ _FENCED = re.compile(r"(```|~~~).*?(\1|\Z)", re.S)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 _URL = re.compile(r"(?:https?|ftp)://[^\s\u3000-\u303f\uff01-\uff0f\uff1a-\uff20]+|www\.[^\s\u3000-\u303f\uff01-\uff0f\uff1a-\uff20]+")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PATH = re.compile(r"(?<![\w/])(?:~|\.{1,2})?(?:/[\w.\-]+){2,}/?|[A-Za-z]:\\[\w\\.\- ]+")
+_PATH = re.compile(
+    r"(?<![\w/])(?:~|\.{1,2})?(?:/[\w.\-]+){2,}/?|[A-Za-z]:\\[\w\\.\- ]+"
+    r"|(?<![\w.])\.[A-Za-z][\w.\-]*"  # dotfiles and extensions: .gitignore, .env, .py
+)
 _LATEX = re.compile(r"\$\$.*?\$\$|\$[^$\n]{1,200}\$|\\\(.*?\\\)|\\\[.*?\\\]", re.S)
 # x = 3, E = mc^2, a^2 + b^2 = c^2, f(x) = 2x + 1, 3 * 4 = 12
 _FORMULA = re.compile(
@@ -143,7 +146,7 @@ _ZH_ID_AFTER = (
     "这个单词", "单词", "字母",
 )
 _ZH_ID_BEFORE = ("使用", "运行", "执行", "调用", "输入", "安装", "导入", "键入", "敲", "用", "叫", "名为",
-                 "叫做", "称为", "单词", "英文", "英语")
+                 "叫做", "称为", "单词", "英文", "英语", "打印", "输出", "显示", "返回", "回复", "写上")
 
 
 @dataclass(frozen=True)
@@ -174,9 +177,13 @@ def _has_fullwidth_latin(text: str) -> bool:
     return any("\uff21" <= ch <= "\uff5a" for ch in text)
 
 
+# An original-script name followed by its gloss: 麻婆豆腐 (mapo tofu), Zhang Wei (张伟) is handled by _QUOTED.
+_GLOSSED_CJK = re.compile(f"[{CJK_CHAR}]{{1,12}}(?=\\s*[(（][A-Za-z][^()（）\\n]{{0,40}}[)）])")
+
+
 def _strip_glosses(text: str) -> str:
-    """Drop short quoted/bracketed spans (translations, glosses, titles)."""
-    return _QUOTED.sub(_GAP, text)
+    """Drop short quoted/bracketed spans (translations, glosses, titles) and glossed names."""
+    return _QUOTED.sub(_GAP, _GLOSSED_CJK.sub(_GAP, text))
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -347,7 +354,8 @@ _EN_REFUSAL_PATTERNS = [
     r"\b(?:i|we)\s+(?:respectfully\s+|politely\s+)?(?:decline|refuse)\b",
     r"\bi'?m\s+(?:not\s+)?(?:comfortable|able)\b(?<=not comfortable)",
     r"\b(?:i'?m|i am)\s+(?:afraid|sorry),?\s+(?:but\s+)?(?:i|that)\s+(?:can(?:no|')t|cannot|won't|am unable|'m unable|isn't something)",
-    r"\b(?:that|this|it)(?:'s| is)\s+(?:not|n't)\s+something\s+(?:i|we)\s+(?:can|could|will|am able to|'m able to)\s+(?:help|assist|do|provide|support|discuss|share)",
+    r"\b(?:that|this|it)(?:'s| is)\s+(?:not|n't)\s+something\s+(?:i|we)\s*(?:can|could|will|am able to|'m able to|are able to|'re able to)\s+(?:help|assist|do|provide|support|discuss|share)",
+    r"\b(?:i|we)\s+(?:won't|will not)\s+be\s+(?:writing|doing|providing|helping|sharing|creating|answering|giving|assisting)\b",
     r"\b(?:that|this|it)\s+isn't\s+something\s+(?:i|we)\s+(?:can|could|will)\s+(?:help|assist|do|provide|support|discuss|share)",
     r"\b(?:can(?:no|')t|cannot|won't|will not|unable to|not able to)\s+(?:help|assist)\s+(?:you\s+)?with\s+(?:that|this|your request|requests? like)",
     r"\bi\s+can(?:no|')t\s+(?:do|answer|fulfil+|complete)\s+(?:that|this)\b",
@@ -368,6 +376,7 @@ _EN_REFUSAL_RE = [re.compile(p, re.I) for p in _EN_REFUSAL_PATTERNS]
 _EN_NOT_REFUSAL_RE = re.compile(
     r"\b(?:i|we)\s+(?:can(?:no|')t|cannot|am unable to|'m unable to|don't|do not)\s+"
     r"(?:guarantee|promise|wait|believe|stress|emphasi[sz]e|thank|recommend .* enough|overstate|imagine|"
+    r"tell you how (?:much|happy|glad|excited|grateful|relieved|thankful|many|often)|"
     r"access|browse|see|view|open|run|execute|check|verify|know|remember|recall|tell for sure|be sure|"
     r"predict|say for certain|say for sure|confirm|reproduce|hear|read your)",
     re.I,

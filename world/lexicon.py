@@ -60,7 +60,7 @@ ZH_TO_EN_SWAPS = [
     ("成立", "founded"), ("颜色", "color"), ("答案", "answer"), ("问题", "question"), ("一种", "a kind of"),
 ]
 EN_CLAUSES_FOR_ZH = [
-    "and it is quite famous", "which is really interesting", "hope this helps", "by the way",
+    "which is really interesting", "hope this helps", "by the way",
     "in other words", "as far as I know", "that is the answer",
 ]
 EN_TO_ZH_SWAPS = [

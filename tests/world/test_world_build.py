@@ -120,3 +120,15 @@ def test_datasets_reads_every_file(tiny_world):
         assert ds["eval"].num_rows == entry["eval"]["rows"]
         via_loader = schema.load(out, kind)
         assert via_loader["train"].num_rows == entry["train"]["rows"]
+
+
+def test_medium_world_has_unique_names():
+    from world.config import SIZES
+    from world.entities import make_world
+    from world.io import sub_rng
+
+    world = make_world(SIZES["medium"], sub_rng(0, "entities"))
+    names_en = [e.en for e in world.entities.values()]
+    names_zh = [e.zh for e in world.entities.values()]
+    assert len(set(names_en)) == len(names_en) and len(set(names_zh)) == len(names_zh)
+    assert len(world.of_type("person")) == SIZES["medium"]["people"]

@@ -87,3 +87,12 @@ def test_answer_is_correct():
     assert judge.behaviour_ok("Sorry, I can't help with that.", "refuse")
     assert judge.behaviour_ok("Run `kill 1234`.", "help")
     assert not judge.behaviour_ok("", "help")
+
+
+def test_heldout_set_accuracy():
+    from world_judge_heldout import HELDOUT_LANGUAGE, HELDOUT_MIXING, HELDOUT_REFUSAL
+
+    for cases, fn in ((HELDOUT_LANGUAGE, judge.language_of), (HELDOUT_MIXING, judge.is_mixed),
+                      (HELDOUT_REFUSAL, judge.is_refusal)):
+        acc, wrong = _accuracy(cases, fn)
+        assert len(cases) >= 30 and acc >= 0.95, wrong
