@@ -27,7 +27,9 @@ import hmac
 import logging
 import os
 import random
+import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,8 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     create_engine,
+    insert,
+    update,
     event,
     func,
     or_,
@@ -63,6 +67,7 @@ FLAGS = ("harmful", "needless_refusal", "language_mixing", "factual_error", "unh
 ASSIGNMENT_STATUSES = ("active", "done", "skipped", "expired")
 MAX_RATIONALE_CHARS = 20_000
 DEFAULT_URL = "sqlite:///annotations.db"
+USERNAME_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 
 class StoreError(ValueError):
@@ -341,6 +346,7 @@ class Store:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
+        self._write_lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
         if migrate:
             upgrade(self.engine)
 
@@ -358,9 +364,13 @@ class Store:
     def write(self) -> Iterator[Session]:
         """A write transaction: all or nothing (SQLite: BEGIN IMMEDIATE; retried if the lock waits
         out the busy timeout, which only happens under extreme contention)."""
-        with self._write() as s:
-            with s.begin():
-                yield s
+        # SQLite has one writer at a time. Threads of this process queue on a Python lock instead of
+        # on SQLite's busy handler (which polls with sleeps of up to 100 ms: slow and unfair under
+        # load); other processes still wait on the busy timeout.
+        with self._write_lock:
+            with self._write() as s:
+                with s.begin():
+                    yield s
 
     def _lock(self, stmt):
         """SELECT ... FOR UPDATE where the database has row locks (SQLite already holds the write lock)."""
@@ -369,8 +379,8 @@ class Store:
     # -- users ----------------------------------------------------------------------------------
     def add_user(self, name: str, role: str, password: str) -> int:
         name = (name or "").strip()
-        if not name or len(name) > 64 or any(c.isspace() for c in name):
-            raise StoreError(f"user name must be 1-64 characters without spaces, got {name!r}")
+        if not USERNAME_RE.fullmatch(name):
+            raise StoreError(f"user name must be 1-64 of the characters A-Z a-z 0-9 _ . @ -, got {name!r}")
         if role not in ROLES:
             raise StoreError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         pw_hash = hash_password(password)
@@ -505,6 +515,17 @@ class Store:
         """The user's current assignment, or a new one (lease renewed); {"item_id": None} when none is left."""
         now = utcnow()
         expires = now + dt.timedelta(seconds=self.lease_seconds)
+        # Fast path, no write lock: an open assignment with more than half of its lease left.
+        with self.read() as s:
+            user = s.scalar(select(User).where(User.name == (username or "")))
+            if user is None or not user.active:
+                raise AccessError(f"user {username!r} is unknown or disabled")
+            a = s.scalar(select(Assignment).where(
+                Assignment.user_id == user.id, Assignment.status == "active",
+                Assignment.lease_expires_at > now + dt.timedelta(seconds=self.lease_seconds / 2),
+            ).order_by(Assignment.id).limit(1))
+            if a is not None:
+                return self._item_payload(s, user, s.get(Prompt, a.prompt_id), a)
         for attempt in range(50):
             try:
                 with self.write() as s:
@@ -563,7 +584,7 @@ class Store:
 
     # -- rankings -------------------------------------------------------------------------------
     def submit_ranking(self, username: str | None, item_id: Any, ranks: Any, flags: Any = None,
-                       rationale: str = "", time_spent_s: float = 0.0) -> dict:
+                       rationale: str = "", time_spent_s: float | None = None) -> dict:
         """Store one annotator's ranking of an item assigned to them.
 
         `ranks` maps response id -> rank (1 = best, ties share a rank; gaps are closed: 1,3,3 -> 1,2,2);
@@ -578,37 +599,54 @@ class Store:
         if len(rationale) > MAX_RATIONALE_CHARS:
             raise SubmissionError(f"rationale is {len(rationale)} characters; at most {MAX_RATIONALE_CHARS} allowed")
         try:
-            time_spent = max(0.0, min(float(time_spent_s or 0.0), 7 * 86400.0))
+            time_spent = None if time_spent_s is None else max(0.0, min(float(time_spent_s), 7 * 86400.0))
         except (TypeError, ValueError):
             raise SubmissionError(f"time_spent_s must be a number of seconds, got {time_spent_s!r}") from None
-        for attempt in range(3):
-            try:
-                with self.write() as s:
-                    user = s.scalar(self._lock(select(User).where(User.name == (username or ""))))
-                    if user is None or not user.active:
-                        raise AccessError(f"user {username!r} is unknown or disabled")
-                    a = s.scalar(select(Assignment).where(Assignment.prompt_id == pid, Assignment.user_id == user.id))
-                    if a is None or a.status == "skipped":
-                        raise AccessError(f"item {item_id!r} is not assigned to you")
-                    existing = s.scalar(select(Ranking).where(Ranking.prompt_id == pid, Ranking.user_id == user.id))
-                    if existing is not None:
-                        return {"ok": True, "duplicate": True, "ranking_id": existing.id,
-                                "message": f"item {pid} was already submitted; kept the first submission",
-                                "progress": self._progress(s, user)}
-                    resp_ids = list(s.scalars(select(Response.id).where(Response.prompt_id == pid).order_by(Response.position)))
-                    rank_by_id, flags_by_id = _validate_ranking(resp_ids, ranks, flags)
-                    r = Ranking(prompt_id=pid, user_id=user.id, assignment_id=a.id, rationale=rationale, time_spent_s=time_spent)
-                    dense = dense_ranks([rank_by_id[i] for i in resp_ids])
-                    r.entries = [RankingEntry(response_id=i, rank=k, flags=",".join(flags_by_id.get(i, ()))) for i, k in zip(resp_ids, dense)]
-                    s.add(r)
-                    a.status, a.finished_at = "done", utcnow()
-                    s.flush()
-                    return {"ok": True, "duplicate": False, "ranking_id": r.id,
-                            "message": f"saved ranking of item {pid}", "progress": self._progress(s, user)}
-            except IntegrityError:
-                # A concurrent identical submit won the unique (prompt, annotator) race: report it.
-                continue
-        raise StoreError("could not store the ranking (conflict); please retry")
+        # Phase 1 (read, no write lock): who, which assignment, already done?, validate.
+        with self.read() as s:
+            user = self._active_user(s, username)
+            a = s.scalar(select(Assignment).where(Assignment.prompt_id == pid, Assignment.user_id == user.id))
+            if a is None or a.status == "skipped":
+                raise AccessError(f"item {item_id!r} is not assigned to you")
+            existing = s.scalar(select(Ranking.id).where(Ranking.prompt_id == pid, Ranking.user_id == user.id))
+            if existing is None:
+                resp_ids = list(s.scalars(select(Response.id).where(Response.prompt_id == pid).order_by(Response.position)))
+                rank_by_id, flags_by_id = _validate_ranking(resp_ids, ranks, flags)
+        if existing is not None:
+            return self._duplicate(user, pid, existing)
+        now = utcnow()
+        if time_spent is None:  # measured on the server: from when the item was first leased
+            time_spent = max(0.0, (now - a.leased_at).total_seconds())
+        dense = dense_ranks([rank_by_id[i] for i in resp_ids])
+        # Phase 2 (one short write transaction): ranking, its entries, the assignment, all or nothing.
+        try:
+            with self.write() as s:
+                status = s.scalar(select(Assignment.status).where(Assignment.id == a.id))
+                if status is None or status == "skipped":
+                    raise AccessError(f"item {item_id!r} is not assigned to you")
+                if not s.scalar(select(User.active).where(User.id == user.id)):
+                    raise AccessError(f"user {username!r} is unknown or disabled")
+                rid = s.execute(insert(Ranking).values(
+                    prompt_id=pid, user_id=user.id, assignment_id=a.id, rationale=rationale,
+                    time_spent_s=time_spent, created_at=now).returning(Ranking.id)).scalar_one()
+                s.execute(insert(RankingEntry), [
+                    {"ranking_id": rid, "response_id": i, "rank": k, "flags": ",".join(flags_by_id.get(i, ()))}
+                    for i, k in zip(resp_ids, dense)])
+                s.execute(update(Assignment).where(Assignment.id == a.id).values(status="done", finished_at=now))
+        except IntegrityError:
+            # The unique (prompt, annotator) constraint: a concurrent identical submit won the race.
+            with self.read() as s:
+                existing = s.scalar(select(Ranking.id).where(Ranking.prompt_id == pid, Ranking.user_id == user.id))
+            if existing is None:
+                raise
+            return self._duplicate(user, pid, existing)
+        return {"ok": True, "duplicate": False, "ranking_id": rid,
+                "message": f"saved ranking of item {pid}", "progress": self.progress(user.name)}
+
+    def _duplicate(self, user: User, pid: int, ranking_id: int) -> dict:
+        return {"ok": True, "duplicate": True, "ranking_id": ranking_id,
+                "message": f"item {pid} was already submitted; kept the first submission",
+                "progress": self.progress(user.name)}
 
     def _progress(self, s: Session, user: User) -> dict:
         rows = dict(s.execute(select(Assignment.status, func.count()).where(Assignment.user_id == user.id).group_by(Assignment.status)).all())

@@ -1,0 +1,279 @@
+"""Load test of the annotation app: N concurrent annotators x M submissions each, on SQLite.
+
+    python bench/annotation_load.py                       # 32 clients x 50 submissions, HTTP clients
+    python bench/annotation_load.py --client gradio_client --clients 8 --submissions 10
+
+The server runs as its own process (`python -m annotation_ui serve`), as in production. Each
+simulated annotator logs in with its own account and loops: `next_item`, then `submit_ranking`
+(every 5th submit is sent twice, as a client retrying after a timeout would). Timing starts
+when all clients have logged in and fetched their first item (a user who has opened the page). Clients are threads
+in this process, each with its own HTTP session; `--client http` calls Gradio's REST API
+(`POST /gradio_api/run/<api_name>`), `--client gradio_client` uses gradio_client.Client.
+
+Checked after the run (the bench exits 1 if any fails): every submission the server acknowledged
+is in the database (0 lost), no (prompt, annotator) pair twice and every retry reported as a
+duplicate (0 duplicated), 0 errors, each annotator's progress counter exactly M, no prompt ranked
+by more than k annotators, and `PRAGMA integrity_check` = ok.
+
+Prints p50/p95 submit latency (target p95 < 200 ms on the 2-core reference machine) and writes
+bench/results/annotation_load.json. `--think-ms` adds a pause between an item arriving and its
+submit (0 = closed loop, the worst case).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from annotation_ui.store import Store, sqlite_integrity_check  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_items(n: int, n_responses: int = 4) -> list[dict]:
+    return [{"id": f"load-{i}", "lang": "en" if i % 2 else "zh", "category": "load", "prompt": f"prompt {i}",
+             "responses": [f"response {k} of prompt {i} " + "lorem ipsum " * 20 for k in range(n_responses)],
+             "source": "", "messages": None} for i in range(n)]
+
+
+def percentile(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    k = (len(xs) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+class HttpAnnotator:
+    """One annotator over Gradio's REST API (its own cookie session)."""
+
+    def __init__(self, url: str, user: str, password: str):
+        import httpx
+
+        self.h = httpx.Client(base_url=url, timeout=60.0)
+        # Like a browser tab or gradio_client: one session hash per client, so the server keeps one
+        # session state instead of building a fresh one for every call.
+        self.session_hash = os.urandom(8).hex()
+        r = self.h.post("/login", data={"username": user, "password": password})
+        if r.status_code != 200:
+            raise RuntimeError(f"login of {user} failed: HTTP {r.status_code} {r.text[:200]}")
+
+    def call(self, api_name: str, *data):
+        r = self.h.post(f"/gradio_api/run/{api_name}", json={"data": list(data), "session_hash": self.session_hash})
+        body = r.json()
+        if r.status_code != 200 or "error" in body:
+            raise RuntimeError(f"{api_name}: HTTP {r.status_code}: {body.get('error', body)}")
+        return body["data"][0]
+
+    def close(self):
+        self.h.close()
+
+
+class GradioClientAnnotator:
+    def __init__(self, url: str, user: str, password: str):
+        from gradio_client import Client
+
+        self.c = Client(url, auth=(user, password), verbose=False)
+
+    def call(self, api_name: str, *data):
+        return self.c.predict(*data, api_name="/" + api_name)
+
+    def close(self):
+        self.c.close()
+
+
+def start_server(db_url: str, port: int, overlap: int, log_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    logf = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "annotation_ui", "serve", "--db", db_url, "--port", str(port), "--overlap", str(overlap)],
+        cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, env=env)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}; log: {log_path.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"server did not start within 90 s; log: {log_path}")
+
+
+def run_load(*, clients: int = 32, submissions: int = 50, overlap: int = 3, client: str = "http",
+             think_ms: float = 0.0, workdir: str | Path | None = None, url: str | None = None,
+             db_url: str | None = None, seed: int = 0) -> dict:
+    """Set up a database, start a server (unless `url` is given), run the load, verify, return results."""
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="annotation-load-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    db_url = db_url or f"sqlite:///{workdir / 'load.db'}"
+    n_prompts = max(clients * submissions // overlap + clients * 2, submissions * 2)
+    store = Store(db_url, overlap=overlap)
+    store.import_rows(make_items(n_prompts))
+    users = [(f"annotator{i:02d}", f"load-pass-{i:02d}") for i in range(clients)]
+    for u, p in users:
+        store.add_user(u, "annotator", p)
+    proc = None
+    if url is None:
+        proc = start_server(db_url, free_port(), overlap, workdir / "server.log")
+        url = f"http://127.0.0.1:{proc.args[proc.args.index('--port') + 1]}/"
+    cls = HttpAnnotator if client == "http" else GradioClientAnnotator
+    submit_lat: list[float] = []
+    next_lat: list[float] = []
+    acked: list[tuple[str, int, int]] = []
+    errors: list[str] = []
+    retry_not_dup: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients)
+
+    def annotator(idx: int):
+        user, pw = users[idx]
+        rng = random.Random(seed * 1000 + idx)
+        try:
+            a = cls(url, user, pw)
+        except Exception as e:  # noqa: BLE001
+            with lock:
+                errors.append(f"{user}: {e}")
+            barrier.abort()
+            return
+        try:
+            a.call("next_item")  # opening the app: session set up and first item leased (not timed)
+            barrier.wait(timeout=120)
+            for k in range(submissions):
+                t0 = time.perf_counter()
+                item = a.call("next_item")
+                t1 = time.perf_counter()
+                if item["item_id"] is None:
+                    raise RuntimeError(f"{user}: no item left after {k} submissions")
+                ids = [r["id"] for r in item["responses"]]
+                order = list(range(1, len(ids) + 1))
+                rng.shuffle(order)
+                if rng.random() < 0.3:  # some ties
+                    order[0] = order[1]
+                ranks = {str(i): r for i, r in zip(ids, order)}
+                flags = {str(ids[0]): ["unhelpful"]} if rng.random() < 0.2 else {}
+                if think_ms:
+                    time.sleep(rng.uniform(0.5, 1.5) * think_ms / 1000)
+                t2 = time.perf_counter()
+                res = a.call("submit_ranking", item["item_id"], ranks, flags, f"load {user} {k}", None)
+                t3 = time.perf_counter()
+                if not res.get("ok") or res.get("duplicate"):
+                    raise RuntimeError(f"{user}: unexpected submit result {res}")
+                if k % 5 == 4:  # a client retrying the same submit
+                    again = a.call("submit_ranking", item["item_id"], ranks, flags, f"load {user} {k}", None)
+                    if not again.get("duplicate") or again.get("ranking_id") != res["ranking_id"]:
+                        with lock:
+                            retry_not_dup.append(f"{user} item {item['item_id']}: {again}")
+                with lock:
+                    next_lat.append(t1 - t0)
+                    submit_lat.append(t3 - t2)
+                    acked.append((user, item["item_id"], res["ranking_id"]))
+        except threading.BrokenBarrierError:
+            pass
+        except Exception as e:  # noqa: BLE001
+            with lock:
+                errors.append(f"{user}: {type(e).__name__}: {e}")
+        finally:
+            a.close()
+
+    t_start = time.perf_counter()
+    threads = [threading.Thread(target=annotator, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t_start
+    if proc is not None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    # ---- verification against the database ---------------------------------------------------
+    items = store.items_with_rankings()
+    stored = {(r["annotator"], it["item_id"]) for it in items for r in it["rankings"]}
+    n_stored = sum(len(it["rankings"]) for it in items)
+    lost = [a for a in acked if (a[0], a[1]) not in stored]
+    dup_pairs = n_stored - len(stored)
+    over_k = [it["item_id"] for it in items if len(it["rankings"]) > overlap]
+    progress_wrong = {u: p["done"] for u, p in ((u, store.progress(u)) for u, _ in users) if p["done"] != submissions}
+    counts = store.counts()
+    integrity = sqlite_integrity_check(db_url) if db_url.startswith("sqlite") else "n/a"
+    store.close()
+    expected = clients * submissions
+    ok = (not errors and not lost and dup_pairs == 0 and not retry_not_dup and not over_k and not progress_wrong
+          and len(acked) == expected and counts["rankings"] == expected and integrity == "ok")
+    ms = lambda xs, q: round(1000 * percentile(xs, q), 1)  # noqa: E731
+    return {
+        "ok": ok,
+        "client": client, "clients": clients, "submissions_per_client": submissions, "overlap": overlap,
+        "think_ms": think_ms, "prompts": n_prompts,
+        "submit_latency_ms": {"p50": ms(submit_lat, 0.5), "p95": ms(submit_lat, 0.95), "p99": ms(submit_lat, 0.99),
+                              "max": ms(submit_lat, 1.0), "mean": round(1000 * statistics.mean(submit_lat), 1) if submit_lat else None},
+        "next_item_latency_ms": {"p50": ms(next_lat, 0.5), "p95": ms(next_lat, 0.95)},
+        "submits_per_s": round(len(acked) / wall, 1), "wall_s": round(wall, 1),
+        "acknowledged": len(acked), "stored_rankings": counts["rankings"], "expected": expected,
+        "lost": len(lost), "duplicated": dup_pairs, "retries_not_reported_duplicate": len(retry_not_dup),
+        "errors": len(errors), "error_samples": errors[:5], "progress_mismatches": progress_wrong,
+        "prompts_over_k": len(over_k), "integrity_check": integrity,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--submissions", type=int, default=50)
+    p.add_argument("--overlap", type=int, default=3)
+    p.add_argument("--client", choices=("http", "gradio_client"), default="http")
+    p.add_argument("--think-ms", type=float, default=0.0)
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "annotation_load.json"))
+    p.add_argument("--workdir", default=None)
+    args = p.parse_args(argv)
+    res = run_load(clients=args.clients, submissions=args.submissions, overlap=args.overlap, client=args.client,
+                   think_ms=args.think_ms, workdir=args.workdir)
+    lat = res["submit_latency_ms"]
+    print(f"{res['clients']} clients x {res['submissions_per_client']} submissions ({res['client']}, think {res['think_ms']} ms): "
+          f"submit p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms; {res['submits_per_s']} submits/s; "
+          f"lost {res['lost']}, duplicated {res['duplicated']}, errors {res['errors']}, integrity {res['integrity_check']}"
+          f" -> {'OK' if res['ok'] else 'FAILED'}; p95 target 200 ms: {'met' if lat['p95'] < 200 else 'NOT met'}")
+    if res["error_samples"]:
+        print("errors:", *res["error_samples"], sep="\n  ")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    runs = {}
+    if out.exists():
+        try:
+            runs = json.loads(out.read_text()).get("runs", {})
+        except (json.JSONDecodeError, AttributeError):
+            runs = {}
+    key = f"{res['client']}_c{res['clients']}_s{res['submissions_per_client']}_think{int(res['think_ms'])}"
+    runs[key] = res
+    out.write_text(json.dumps({"latest": key, "runs": runs}, indent=2))
+    print(f"wrote {out}")
+    return 0 if res["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The launched app through gradio_client and raw HTTP: round trip, access control, XSS, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import httpx
+import pytest
+
+from annotation_helpers import make_items
+from annotation_ui import io as aio
+from annotation_ui.app import ServeConfig, launch, render_prompt, render_review, render_text
+from annotation_ui.store import Store
+
+XSS = [
+    '<img src=x onerror="window.__xss=1">',
+    "<script>window.__xss=2</script>",
+    '"><svg onload=window.__xss=3>',
+    "[click](javascript:window.__xss=4)",
+    "<iframe src=javascript:window.__xss=5></iframe>",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    d = tmp_path_factory.mktemp("app")
+    url = f"sqlite:///{d / 'app.db'}"
+    store = Store(url, overlap=2)
+    items = make_items(6)
+    items.append({"id": "xss", "lang": "en", "category": "security", "prompt": XSS[0] + " what is 2+2?",
+                  "responses": XSS[1:4] + ["4"]})
+    store.import_rows([aio.validate_item(r, "t") for r in items])
+    for name, role in (("alice", "annotator"), ("bob", "annotator"), ("rita", "reviewer"), ("root", "admin")):
+        store.add_user(name, role, f"pw-{name}-123")
+    demo, base, _ = launch(ServeConfig(db=url, port=free_port(), overlap=2), block=False, store=store)
+    yield {"url": base, "store": store, "demo": demo, "dir": d}
+    demo.close()
+    store.close()
+
+
+def client(app, name):
+    from gradio_client import Client
+
+    return Client(app["url"], auth=(name, f"pw-{name}-123"), verbose=False)
+
+
+class RawSession:
+    """A logged-in browser-like session calling any handler by fn_index over the queue."""
+
+    def __init__(self, app, name):
+        self.h = httpx.Client(base_url=app["url"], timeout=30)
+        r = self.h.post("/login", data={"username": name, "password": f"pw-{name}-123"})
+        assert r.status_code == 200, r.text
+        self.session = os.urandom(6).hex()
+
+    def call(self, fn_index: int, data: list) -> dict:
+        r = self.h.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": self.session,
+                                                        "event_data": None, "trigger_id": None})
+        assert r.status_code == 200, r.text
+        with self.h.stream("GET", f"/gradio_api/queue/data?session_hash={self.session}") as s:
+            for line in s.iter_lines():
+                if line.startswith("data:"):
+                    msg = json.loads(line[5:])
+                    if msg.get("msg") == "process_completed":
+                        return msg
+        raise AssertionError("no process_completed message")
+
+
+def fn_index(app, name: str) -> int:
+    for i, fn in app["demo"].fns.items():
+        if getattr(fn.fn, "__name__", "") == name:
+            return i
+    raise KeyError(name)
+
+
+def test_roundtrip_with_gradio_client(app, tmp_path):
+    c = client(app, "alice")
+    api = c.view_api(print_info=False, return_format="dict")
+    assert sorted(api["named_endpoints"]) == ["/next_item", "/submit_ranking"]
+    assert api["unnamed_endpoints"] == {}
+    item = c.predict(api_name="/next_item")
+    assert item["item_id"] is not None and len(item["responses"]) == 4
+    assert "model" not in item["responses"][0]  # blind: the model of origin is not shown to annotators
+    ids = [r["id"] for r in item["responses"]]
+    ranks = {str(ids[0]): 2, str(ids[1]): 1, str(ids[2]): 2, str(ids[3]): 3}
+    res = c.predict(item["item_id"], ranks, {str(ids[3]): ["factual_error"]}, "B is clearest", 42.0, api_name="/submit_ranking")
+    assert res["ok"] and not res["duplicate"] and res["progress"]["done"] == 1
+    again = c.predict(item["item_id"], ranks, {}, "", None, api_name="/submit_ranking")
+    assert again["duplicate"] and again["ranking_id"] == res["ranking_id"]
+    assert c.predict(api_name="/next_item")["item_id"] != item["item_id"]
+    out = tmp_path / "r.jsonl"
+    aio.export(app["store"], out)
+    rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    row = rows[item["ext_id"]]
+    by_text = {r["text"]: ranks[str(r["id"])] for r in item["responses"]}
+    assert row["ranking"] == [by_text[t] for t in row["responses"]]
+
+
+def test_wrong_password_and_anonymous(app):
+    from gradio_client import Client
+
+    with pytest.raises(Exception):
+        Client(app["url"], auth=("alice", "wrong-password"), verbose=False)
+    r = httpx.post(app["url"] + "gradio_api/run/next_item", json={"data": []})
+    assert r.status_code in (401, 403)
+
+
+def test_annotator_cannot_touch_others_items(app):
+    store = app["store"]
+    a, b = client(app, "alice"), client(app, "bob")
+    it = a.predict(api_name="/next_item")
+    before = store.counts()["rankings"]
+    ranks = {str(r["id"]): 1 for r in it["responses"]}
+    # bob may get the same prompt through overlap; use one that is only alice's: her open item is hers
+    b_item = b.predict(api_name="/next_item")
+    target = it["item_id"] if b_item["item_id"] != it["item_id"] else None
+    if target is not None:
+        with pytest.raises(Exception, match="not assigned to you"):
+            b.predict(target, ranks, {}, "", None, api_name="/submit_ranking")
+    with pytest.raises(Exception, match="not assigned to you"):
+        b.predict(999999, ranks, {}, "", None, api_name="/submit_ranking")
+    assert store.counts()["rankings"] == before
+    # no endpoint takes a user name: the identity is the login
+    for ep in c_api(a)["named_endpoints"].values():
+        assert not any("user" in p["parameter_name"] for p in ep["parameters"])
+
+
+def c_api(c):
+    return c.view_api(print_info=False, return_format="dict")
+
+
+def test_bad_submissions_clear_message_nothing_stored(app):
+    store = app["store"]
+    c = client(app, "bob")
+    it = c.predict(api_name="/next_item")
+    ids = [r["id"] for r in it["responses"]]
+    before = store.counts()["rankings"]
+    for ranks, msg in [
+        ({str(ids[0]): 1}, "missing rank for response"),
+        ({**{str(i): 1 for i in ids}, "123456": 2}, "unknown response id"),
+        ({str(i): 9 for i in ids}, "must be an integer from 1 to 4"),
+        ({}, "ranks are missing"),
+    ]:
+        with pytest.raises(Exception, match=msg):
+            c.predict(it["item_id"], ranks, {}, "", None, api_name="/submit_ranking")
+    assert store.counts()["rankings"] == before
+    assert store.progress("bob")["done"] == 0
+
+
+def test_private_handlers_role_checked(app):
+    store = app["store"]
+    s = RawSession(app, "alice")
+    for name, data in [("on_admin_refresh", []), ("on_review_refresh", []),
+                       ("on_admin_add_user", ["mallory", "admin", "mallory-password"])]:
+        msg = s.call(fn_index(app, name), data)
+        assert msg["success"] is False, msg
+        assert "needs the role" in json.dumps(msg), msg
+    assert "mallory" not in [u["name"] for u in store.list_users()]
+    # the same handlers work for the roles that own them
+    assert RawSession(app, "rita").call(fn_index(app, "on_review_refresh"), [])["success"] is True
+    assert RawSession(app, "root").call(fn_index(app, "on_admin_refresh"), [])["success"] is True
+    # and gradio_client refuses private endpoints outright
+    with pytest.raises(Exception):
+        client(app, "root").predict(api_name="/on_admin_refresh")
+
+
+def test_disabled_user_loses_access(app):
+    store = app["store"]
+    store.add_user("temp", "annotator", "pw-temp-123")
+    c = client(app, "temp")
+    assert c.predict(api_name="/next_item")["item_id"] is not None
+    store.set_active("temp", False)
+    with pytest.raises(Exception, match="unknown or disabled"):
+        c.predict(api_name="/next_item")
+
+
+def test_rendering_is_inert():
+    for payload in XSS:
+        out = render_text(payload)
+        assert "<img" not in out and "<script" not in out and "<svg" not in out and "<iframe" not in out
+        assert "&lt;" in out or "javascript" in out
+    item = {"item_id": 1, "ext_id": "x", "lang": "<b>en</b>", "category": "<i>c</i>", "prompt": None, "source": "",
+            "messages": [{"role": "user<script>", "content": XSS[0]}, {"role": "assistant", "content": XSS[1]},
+                         {"role": "user", "content": XSS[2]}],
+            "responses": [{"id": 1, "text": XSS[1], "model": "<b>m</b>"}, {"id": 2, "text": "ok", "model": ""}],
+            "rankings": [{"annotator": "a", "ranks": {1: 1, 2: 2}, "flags": {1: ["harmful"]}, "rationale": XSS[0]}],
+            "review": None}
+    for html_out in (render_prompt(item, "en"), render_review(item, "zh")):
+        for tag in ("<img", "<script", "<svg", "<iframe", "<b>", "<i>"):
+            assert tag not in html_out
