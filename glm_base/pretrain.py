@@ -75,6 +75,7 @@ class DataArgs:
     objective_probs: dict[str, float] = field(
         default_factory=lambda: {"blank": 0.5, "sentence": 0.3, "document": 0.2},
         metadata={"help": "per-batch objective mix (GLM-10B's by default)"})
+    pack_documents: bool = field(default=True, metadata={"help": "concatenate short documents into full rows"})
     num_workers: int = field(default=1, metadata={"help": "DataLoader workers collating ahead (0 or 1)"})
 
 
@@ -242,14 +243,16 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
                                       poisson_lambda=cfg.data.poisson_lambda,
                                       objective_probs=cfg.data.objective_probs, seed=cfg.seed)
     ids = special_token_ids(tokenizer)
-    eval_docs, eval_counts = prepare_documents(eval_files, tokenizer, collator, cfg.data.text_field)
+    eval_docs, eval_counts = prepare_documents(eval_files, tokenizer, collator, cfg.data.text_field,
+                                               pack=cfg.data.pack_documents)
     if cfg.data.streaming:
         train_docs, train_counts = None, {"streaming": 1}
         source = streaming_source(train_files, tokenizer, collator, cfg.data.text_field, cfg.seed,
-                                  cfg.data.shuffle_buffer)
+                                  cfg.data.shuffle_buffer, pack=cfg.data.pack_documents)
         baseline_token = unigram_baseline(eval_docs, ids.all)
     else:
-        train_docs, train_counts = prepare_documents(train_files, tokenizer, collator, cfg.data.text_field)
+        train_docs, train_counts = prepare_documents(train_files, tokenizer, collator, cfg.data.text_field,
+                                                     pack=cfg.data.pack_documents)
         source = None
         baseline_token = unigram_baseline(train_docs, ids.all)
     logger.info("train data: %s; eval data: %s", train_counts, eval_counts)

@@ -20,21 +20,37 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from .infilling import BlankInfillingCollator, chunk_document, load_tokenized_corpus
+from .infilling import BlankInfillingCollator, chunk_document, load_tokenized_corpus, max_document_length
 
 logger = logging.getLogger(__name__)
 
 
+def pack_documents(documents: Iterable[Sequence[int]], size: int) -> Iterator[list[int]]:
+    """Concatenate consecutive documents (each ending in ``<|endoftext|>``) and cut the stream into
+    rows of ``size`` tokens, as GLM's and GPT's pretraining data do: short documents then fill whole
+    rows, so a step supervises as many masked tokens as its length allows. The last partial row is
+    kept."""
+    buffer: list[int] = []
+    for doc in documents:
+        buffer.extend(doc)
+        while len(buffer) >= size:
+            yield buffer[:size]
+            buffer = buffer[size:]
+    if buffer:
+        yield buffer
+
+
 def prepare_documents(paths: Sequence[str | Path], tokenizer, collator: BlankInfillingCollator,
-                      text_field: str = "text") -> tuple[list[list[int]], dict[str, int]]:
-    """Tokenize files into chunks that fit the collator's ``max_length``; skip (and count) empty and
-    too-short documents. Returns the chunks and the counts."""
+                      text_field: str = "text", pack: bool = False) -> tuple[list[list[int]], dict[str, int]]:
+    """Tokenize files into chunks that fit the collator's ``max_length`` (packing short documents
+    together when ``pack``); skip (and count) empty and too-short documents. Returns the chunks and
+    the counts."""
     dataset = load_tokenized_corpus(paths, tokenizer, text_field=text_field)
     chunks: list[list[int]] = []
     counts = Counter(documents=0, empty=0, too_short=0, chunked=0, chunks=0)
@@ -49,6 +65,9 @@ def prepare_documents(paths: Sequence[str | Path], tokenizer, collator: BlankInf
         if not pieces:
             counts["too_short"] += 1
         chunks.extend(pieces)
+    if pack:
+        size = max_document_length(collator.max_length, collator.mask_ratio)
+        chunks = [c for c in pack_documents(chunks, size) if len(c) >= collator.min_length]
     counts["chunks"] = len(chunks)
     if not chunks:
         raise ValueError(f"no usable document in {list(map(str, paths))} (counts: {dict(counts)})")
@@ -111,11 +130,12 @@ class GlobalBatchStream(IterableDataset):
 
 
 def streaming_source(paths: Sequence[str | Path], tokenizer, collator: BlankInfillingCollator,
-                     text_field: str, seed: int, buffer_size: int):
+                     text_field: str, seed: int, buffer_size: int, pack: bool = False):
     """A function ``epoch -> iterator of chunks`` over a streamed, shuffled, tokenized corpus."""
     dataset = load_tokenized_corpus(paths, tokenizer, text_field=text_field, streaming=True)
+    size = max_document_length(collator.max_length, collator.mask_ratio)
 
-    def chunks(epoch: int):
+    def documents(epoch: int):
         shuffled = dataset.shuffle(seed=seed, buffer_size=buffer_size)
         shuffled.set_epoch(epoch)
         for row in shuffled:
@@ -123,6 +143,11 @@ def streaming_source(paths: Sequence[str | Path], tokenizer, collator: BlankInfi
             if len(ids) > 1:
                 yield from chunk_document(ids, collator.max_length, collator.mask_ratio,
                                           min_length=collator.min_length)
+
+    def chunks(epoch: int):
+        if not pack:
+            return documents(epoch)
+        return (c for c in pack_documents(documents(epoch), size) if len(c) >= collator.min_length)
 
     return chunks
 

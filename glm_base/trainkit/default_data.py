@@ -23,8 +23,10 @@ def world_dir(size: str = "tiny", seed: int = 0, root: str | Path | None = None)
 
     root = Path(root) if root is not None else DEFAULT_ROOT
     final = root / f"{size}-seed{seed}"
-    if (final / "manifest.json").is_file():
+    if _complete(final):
         return final
+    if final.exists():  # built by an older world version, or incomplete: rebuild
+        shutil.rmtree(final, ignore_errors=True)
     tmp = root / f".{size}-seed{seed}.{os.getpid()}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -38,6 +40,20 @@ def world_dir(size: str = "tiny", seed: int = 0, root: str | Path | None = None)
                 break
             time.sleep(0.1)
     return final
+
+
+def _complete(path: Path) -> bool:
+    import json
+
+    from world.config import WORLD_VERSION
+    from world.schema import KINDS
+
+    manifest = path / "manifest.json"
+    if not manifest.is_file():
+        return False
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    return data.get("version") == WORLD_VERSION and all(
+        (path / kind / f"{split}.jsonl").is_file() for kind in KINDS for split in ("train", "eval"))
 
 
 def world_files(kind: str, size: str = "tiny", seed: int = 0, root: str | Path | None = None) -> tuple[str, str]:

@@ -1,0 +1,131 @@
+"""Do pretrained weights know the world's facts? Mask a fact's value in held-out documents and infill.
+
+For every held-out corpus document of the synthetic world that states a fact of one of its entities
+("Jorbel Venbri lives in Nelgor."), the value ("Nelgor") is replaced by ``[MASK]`` and the model
+fills it in with :func:`glm_base.generation.infill_with_spans` (greedy). A probe counts as recovered
+when the generated span equals the value exactly (whitespace stripped).
+
+Two baselines answer "is that more than chance?": ``chance`` is the mean over probes of 1 / (number
+of distinct values the relation takes in the world), i.e. guessing uniformly among plausible values;
+``majority`` always answers the relation's most common value.
+
+    python -m glm_base.fact_probe --checkpoint runs/pretrain-tiny/model [--world DIR] [--limit 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .generation import infill_with_spans
+
+
+def _load_world(world_dir: Path):
+    from world.config import WorldConfig
+    from world.entities import make_world
+    from world.io import sub_rng
+
+    manifest = json.loads((world_dir / "manifest.json").read_text(encoding="utf-8"))
+    cfg = WorldConfig(size=manifest["size"], seed=manifest["seed"])
+    return make_world(cfg.counts, sub_rng(cfg.seed, "entities"))
+
+
+def fact_probes(world_dir: str | Path, split: str = "eval", limit: int | None = 300, seed: int = 0) -> list[dict]:
+    """Probes ``{"text", "value", "relation", "lang", "doc_id"}`` from the world's corpus ``split``."""
+    from world.templates import sayable
+
+    world_dir = Path(world_dir)
+    world = _load_world(world_dir)
+    probes = []
+    for line in (world_dir / "corpus" / f"{split}.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        text, lang = row["text"], row["lang"]
+        for entity_id in row["meta"]["entities"]:
+            entity = world.entities.get(entity_id)
+            if entity is None or entity.name(lang) not in text:
+                continue
+            for fact in sayable(entity):
+                value = fact.value(lang)
+                if len(value) < 2 or text.count(value) != 1:
+                    continue  # absent, or ambiguous to mask
+                masked = text.replace(value, "[MASK]")
+                probes.append({"text": masked, "value": value, "relation": fact.relation, "lang": lang,
+                               "doc_id": row["id"]})
+    random.Random(seed).shuffle(probes)
+    return probes[:limit] if limit else probes
+
+
+def relation_values(world_dir: str | Path) -> dict[tuple[str, str], Counter]:
+    """(relation, lang) -> counts of the values that relation takes over the whole world."""
+    world = _load_world(Path(world_dir))
+    values: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    for entity in world.entities.values():
+        for fact in entity.facts:
+            for lang in ("en", "zh"):
+                values[(fact.relation, lang)][fact.value(lang)] += 1
+    return values
+
+
+@torch.no_grad()
+def run_probe(model, tokenizer, world_dir: str | Path, split: str = "eval", limit: int | None = 300,
+              progress: bool = True) -> dict:
+    probes = fact_probes(world_dir, split, limit)
+    values = relation_values(world_dir)
+    model.eval()
+    hits, chance, majority = 0, 0.0, 0
+    by_lang: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    examples = []
+    for probe in tqdm(probes, desc="fact probe", disable=not progress):
+        result = infill_with_spans(model, tokenizer, probe["text"], max_new_tokens=12)
+        guess = result.spans[0].strip()
+        ok = guess == probe["value"]
+        hits += ok
+        by_lang[probe["lang"]][0] += ok
+        by_lang[probe["lang"]][1] += 1
+        counts = values[(probe["relation"], probe["lang"])]
+        chance += 1.0 / max(len(counts), 1)
+        majority += counts.most_common(1)[0][0] == probe["value"]
+        if len(examples) < 8:
+            examples.append({"text": probe["text"], "value": probe["value"], "generated": guess})
+    n = max(len(probes), 1)
+    return {
+        "probes": len(probes),
+        "accuracy": hits / n,
+        "chance": chance / n,
+        "majority": majority / n,
+        "accuracy_by_lang": {lang: h / max(t, 1) for lang, (h, t) in by_lang.items()},
+        "examples": examples,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import glm_base  # noqa: F401
+    from .trainkit.default_data import world_dir as default_world_dir
+
+    parser = argparse.ArgumentParser(prog="python -m glm_base.fact_probe", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--world", default=None, help="world directory (default: the tiny world, seed 0)")
+    parser.add_argument("--split", default="eval")
+    parser.add_argument("--limit", type=int, default=300)
+    parser.add_argument("--out", default=None, help="write the result JSON here")
+    args = parser.parse_args(argv)
+    world = Path(args.world) if args.world else default_world_dir("tiny", 0)
+    model = AutoModelForCausalLM.from_pretrained(args.checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
+    result = run_probe(model, tokenizer, world, args.split, args.limit)
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""The held-out fact probe: probes are well formed, baselines are computed, the pipeline runs."""
+
+import json
+
+import torch
+
+from glm_base import GLMConfig, GLMForCausalLM
+from glm_base.fact_probe import fact_probes, relation_values, run_probe
+from glm_base.trainkit.default_data import world_dir
+
+
+def test_probes_mask_exactly_one_true_value():
+    world = world_dir("tiny", 0)
+    probes = fact_probes(world, limit=None)
+    docs = {json.loads(line)["id"]: json.loads(line)["text"]
+            for line in (world / "corpus" / "eval.jsonl").read_text(encoding="utf-8").splitlines()}
+    assert len(probes) > 200
+    assert {p["lang"] for p in probes} == {"en", "zh"}
+    for probe in probes:
+        assert probe["text"].count("[MASK]") == 1
+        assert probe["text"].replace("[MASK]", probe["value"]) == docs[probe["doc_id"]]
+    values = relation_values(world)
+    for probe in probes[:50]:
+        assert probe["value"] in values[(probe["relation"], probe["lang"])]
+
+
+def test_probe_runs_and_reports_baselines(tokenizer):
+    torch.manual_seed(0)
+    model = GLMForCausalLM(GLMConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, max_position_embeddings=512))
+    result = run_probe(model, tokenizer, world_dir("tiny", 0), limit=6, progress=False)
+    assert result["probes"] == 6
+    assert 0.0 < result["chance"] < 0.5 and 0.0 <= result["majority"] <= 1.0
+    assert result["accuracy"] == 0.0  # a random model knows nothing
+    assert len(result["examples"]) == 6
