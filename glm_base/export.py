@@ -87,13 +87,11 @@ def _copy_tokenizer(src: Path, dst: Path) -> bool:
     return True
 
 
-def export_to_transformers(checkpoint: str | Path, out: str | Path, dtype: torch.dtype | None = None) -> Path:
-    """Write ``out`` as a ``GlmForCausalLM`` checkpoint equal to the glm_base one at ``checkpoint``."""
-    checkpoint, out = Path(checkpoint), Path(out)
-    source_config = GLMConfig.from_pretrained(checkpoint)
-    target_config = to_transformers_config(source_config)
-    source = GLMForCausalLM.from_pretrained(checkpoint, dtype=dtype)
-    target = GlmForCausalLM(target_config).to(source.dtype)
+def _convert(source_cls, target_cls, target_config, checkpoint: Path, out: Path, dtype) -> Path:
+    """Load ``checkpoint`` with ``source_cls``, copy its tensors into ``target_cls(target_config)``
+    (same names), and save model and tokenizer to ``out``."""
+    source = source_cls.from_pretrained(checkpoint, dtype=dtype)
+    target = target_cls(target_config).to(source.dtype)
     missing, unexpected = target.load_state_dict(source.state_dict(), strict=False)
     missing = [k for k in missing if not (target_config.tie_word_embeddings and k == "lm_head.weight")]
     if missing or unexpected:
@@ -101,22 +99,20 @@ def export_to_transformers(checkpoint: str | Path, out: str | Path, dtype: torch
     target.save_pretrained(out)
     _copy_tokenizer(checkpoint, out)
     return out
+
+
+def export_to_transformers(checkpoint: str | Path, out: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Write ``out`` as a ``GlmForCausalLM`` checkpoint equal to the glm_base one at ``checkpoint``."""
+    checkpoint, out = Path(checkpoint), Path(out)
+    target_config = to_transformers_config(GLMConfig.from_pretrained(checkpoint))
+    return _convert(GLMForCausalLM, GlmForCausalLM, target_config, checkpoint, out, dtype)
 
 
 def import_from_transformers(checkpoint: str | Path, out: str | Path, dtype: torch.dtype | None = None) -> Path:
     """Write ``out`` as a glm_base GLM-4-variant checkpoint equal to the ``GlmForCausalLM`` one."""
     checkpoint, out = Path(checkpoint), Path(out)
-    source_config = GlmConfig.from_pretrained(checkpoint)
-    target_config = from_transformers_config(source_config)
-    source = GlmForCausalLM.from_pretrained(checkpoint, dtype=dtype)
-    target = GLMForCausalLM(target_config).to(source.dtype)
-    missing, unexpected = target.load_state_dict(source.state_dict(), strict=False)
-    missing = [k for k in missing if not (target_config.tie_word_embeddings and k == "lm_head.weight")]
-    if missing or unexpected:
-        raise ExportError(f"weight names do not line up: missing {missing}, unexpected {unexpected}")
-    target.save_pretrained(out)
-    _copy_tokenizer(checkpoint, out)
-    return out
+    target_config = from_transformers_config(GlmConfig.from_pretrained(checkpoint))
+    return _convert(GlmForCausalLM, GLMForCausalLM, target_config, checkpoint, out, dtype)
 
 
 def main(argv: list[str] | None = None) -> None:
