@@ -142,13 +142,20 @@ def build_app(store: Store, cfg: ServeConfig) -> gr.Blocks:
         name = getattr(request, "username", None) if request is not None else None
         return store.require_role(name, *roles) if roles else store.user_info(name)
 
+    def _login(request: gr.Request | None) -> str:
+        name = getattr(request, "username", None) if request is not None else None
+        if not name:
+            raise StoreError("not logged in")
+        return name
+
     # ---- the two public API endpoints ------------------------------------------------------------
     def next_item(request: gr.Request) -> dict:
         """The logged-in user's current or next assignment: {"item_id", "ext_id", "lang", "category",
         "prompt", "messages", "responses": [{"id", "text"}], "lease_expires_at", "progress"};
         item_id is None when nothing is left."""
         try:
-            return store.next_item(_user(request)["name"])
+            # the store checks the user (exists, active) in the same statement that reads the item
+            return store.next_item(_login(request))
         except StoreError as e:
             raise gr.Error(str(e)) from None
 
@@ -159,7 +166,7 @@ def build_app(store: Store, cfg: ServeConfig) -> gr.Blocks:
         harmful, needless_refusal, language_mixing, factual_error, unhelpful. A repeated submit
         returns duplicate=true and stores nothing new. Errors say what is wrong; nothing is stored."""
         try:
-            return store.submit_ranking(_user(request)["name"], item_id, ranks, flags or {}, rationale or "", time_spent_s)
+            return store.submit_ranking(_login(request), item_id, ranks, flags or {}, rationale or "", time_spent_s)
         except StoreError as e:
             raise gr.Error(str(e)) from None
 
@@ -234,7 +241,7 @@ def build_app(store: Store, cfg: ServeConfig) -> gr.Blocks:
                 rv_table = gr.Dataframe(headers=["item_id", "id", "annotators", "kendalls_w", "adjudicated"],
                                         interactive=False, elem_id="rv-table")
                 with gr.Row():
-                    rv_item = gr.Number(label=t(cfg.default_lang, "item_id"), precision=0, elem_id="rv-item")
+                    rv_item = gr.Number(None, label=t(cfg.default_lang, "item_id"), precision=0, elem_id="rv-item")
                     rv_open = gr.Button(t(cfg.default_lang, "open"), elem_id="rv-open")
                 rv_state = gr.State(None)
                 rv_detail = gr.HTML("", elem_id="rv-detail")
@@ -366,6 +373,14 @@ def build_app(store: Store, cfg: ServeConfig) -> gr.Blocks:
 
         rv_refresh.click(on_review_refresh, None, rv_table, **private)
 
+        def on_review_pick(evt: gr.SelectData, request: gr.Request):
+            """Clicking a row of the disagreement list puts its item id in the box."""
+            _user(request, "reviewer", "admin")
+            row = getattr(evt, "row_value", None)
+            return row[0] if row else gr.skip()
+
+        rv_table.select(on_review_pick, None, rv_item, **private)
+
         def on_review_open(item_id, lang: str, request: gr.Request):
             _user(request, "reviewer", "admin")
             try:
@@ -462,8 +477,9 @@ def render_review(item: dict, lang: str) -> str:
         cells = "".join(f"<td><b>{item['review']['ranks'].get(i, '')}</b></td>" for i in ids)
         rows.append(f"<tr><td><b>{html.escape(item['review']['reviewer'])} (final)</b></td>{cells}<td>{render_text(item['review']['note'])}</td></tr>")
     responses = "".join(
-        f'<div class="ann-label">{html.escape(t(lang, "response", letter=LETTERS[k]))} '
-        f'<small>({html.escape(r["model"] or "?")})</small></div><div class="ann-response">{render_text(r["text"])}</div>'
+        f'<div class="ann-label">{html.escape(t(lang, "response", letter=LETTERS[k]))}'
+        + (f' <small>({html.escape(r["model"])})</small>' if r["model"] else "")
+        + f'</div><div class="ann-response">{render_text(r["text"])}</div>'
         for k, r in enumerate(item["responses"]))
     return (render_prompt(item, lang)
             + f'<table class="ann-review-table"><tr><th></th>{head}<th>rationale</th></tr>{"".join(rows)}</table>'

@@ -347,8 +347,64 @@ class Store:
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
         self._write_lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
+        self._write_engine = self.engine.execution_options(write=True)
+        self._prepare_statements()
         if migrate:
             upgrade(self.engine)
+
+    def _prepare_statements(self) -> None:
+        """The hot-path statements, built once (SQLAlchemy caches their compiled form)."""
+        from sqlalchemy import bindparam
+
+        U, A, P, R, RK = (t.__table__ for t in (User, Assignment, Prompt, Response, Ranking))
+        name, pid = bindparam("name"), bindparam("pid")
+        self._q_open = (
+            select(U.c.id.label("uid"), U.c.active, A.c.id.label("aid"), A.c.prompt_id.label("pid"),
+                   A.c.lease_expires_at.label("expires"))
+            .select_from(U.outerjoin(A, and_(A.c.user_id == U.c.id, A.c.status == "active",
+                                             A.c.lease_expires_at > bindparam("fresh_after", type_=DateTime()))))
+            .where(U.c.name == name).order_by(A.c.id).limit(1))
+        self._q_prompt = select(P.c.id, P.c.ext_id, P.c.lang, P.c.category, P.c.prompt, P.c.messages).where(P.c.id == pid)
+        self._q_responses = select(R.c.id, R.c.text).where(R.c.prompt_id == pid).order_by(R.c.position)
+        self._q_response_ids = select(R.c.id).where(R.c.prompt_id == pid).order_by(R.c.position)
+        self._q_progress = (select(A.c.status, func.count()).where(A.c.user_id == bindparam("uid"))
+                            .group_by(A.c.status))
+        self._q_submit_ctx = (
+            select(U.c.id.label("uid"), U.c.active, A.c.id.label("aid"), A.c.status, A.c.leased_at, RK.c.id.label("rid"))
+            .select_from(U.outerjoin(A, and_(A.c.user_id == U.c.id, A.c.prompt_id == pid))
+                         .outerjoin(RK, and_(RK.c.user_id == U.c.id, RK.c.prompt_id == pid)))
+            .where(U.c.name == name))
+        self._q_submit_check = (select(A.c.status, U.c.active).select_from(A.join(U, U.c.id == A.c.user_id))
+                                .where(A.c.id == bindparam("aid")))
+        # allocation (next_item's write path)
+        now, uid = bindparam("now", type_=DateTime()), bindparam("uid")
+        q = select(U.c.id, U.c.active).where(U.c.name == name)
+        self._q_user_w = q if self.is_sqlite else q.with_for_update()
+        self._q_user_open = (select(A.c.id, A.c.prompt_id, A.c.lease_expires_at)
+                             .where(A.c.user_id == uid, A.c.status == "active").order_by(A.c.id))
+
+        def filled(exclude_user: bool = False):
+            """Correlated count of the slots of a prompt taken: done, or leased and not expired."""
+            A2 = A.alias("a2")
+            cond = [A2.c.prompt_id == P.c.id,
+                    or_(A2.c.status == "done", and_(A2.c.status == "active", A2.c.lease_expires_at > now))]
+            if exclude_user:
+                cond.append(A2.c.user_id != uid)
+            return select(func.count(A2.c.id)).where(*cond).scalar_subquery()
+
+        self._q_taken_by_others = select(filled(exclude_user=True)).where(P.c.id == pid)
+        A3 = A.alias("a3")
+        mine = select(A3.c.id).where(A3.c.prompt_id == P.c.id, A3.c.user_id == uid, A3.c.status != "expired").exists()
+        f = filled()
+        cand = select(P.c.id).where(~mine, f < self.overlap).order_by(f.desc(), P.c.id).limit(1)
+        self._q_candidate = cand if self.is_sqlite else cand.with_for_update(skip_locked=True, of=P)
+        self._q_any_candidate = select(P.c.id).where(~mine, f < self.overlap).limit(1)
+        self._q_filled = select(f).where(P.c.id == pid)
+        self._q_assignment_of = select(A.c.id).where(A.c.prompt_id == pid, A.c.user_id == uid)
+        self._ins_assignment = insert(A)
+        self._upd_assignment = update(A).where(A.c.id == bindparam("b_aid"))
+        self._ins_ranking = insert(RK).returning(RK.c.id)
+        self._ins_entries = insert(RankingEntry.__table__)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -371,6 +427,20 @@ class Store:
             with self._write() as s:
                 with s.begin():
                     yield s
+
+    @contextlib.contextmanager
+    def _rconn(self):
+        """A read transaction on a Core connection (deferred BEGIN; never blocks writers under WAL)."""
+        with self.engine.begin() as c:
+            yield c
+
+    @contextlib.contextmanager
+    def _wconn(self):
+        """A write transaction on a Core connection: all or nothing (SQLite: BEGIN IMMEDIATE, with
+        this process's writers queued on a Python lock first, as in `write`)."""
+        with self._write_lock:
+            with self._write_engine.begin() as c:
+                yield c
 
     def _lock(self, stmt):
         """SELECT ... FOR UPDATE where the database has row locks (SQLite already holds the write lock)."""
@@ -490,84 +560,71 @@ class Store:
             }
 
     # -- assignment -------------------------------------------------------------------------------
-    def _filled(self, now: dt.datetime, exclude_user: int | None = None):
-        """Correlated count of the slots of Prompt taken: done, or leased and not expired."""
-        cond = [
-            Assignment.prompt_id == Prompt.id,
-            or_(Assignment.status == "done", and_(Assignment.status == "active", Assignment.lease_expires_at > now)),
-        ]
-        if exclude_user is not None:
-            cond.append(Assignment.user_id != exclude_user)
-        return select(func.count(Assignment.id)).where(*cond).scalar_subquery()
-
-    def _item_payload(self, s: Session, user: User, p: Prompt, a: Assignment) -> dict:
-        responses = [{"id": r.id, "text": r.text} for r in p.responses]
-        # Blind, per-annotator order (stable across reloads): position bias averages out.
-        random.Random(f"{user.id}:{p.id}").shuffle(responses)
-        return {
-            "item_id": p.id, "ext_id": p.ext_id, "lang": p.lang, "category": p.category,
-            "prompt": p.prompt, "messages": p.messages, "responses": responses,
-            "lease_expires_at": a.lease_expires_at.isoformat(timespec="seconds") + "Z",
-            "progress": self._progress(s, user),
-        }
-
     def next_item(self, username: str | None) -> dict:
-        """The user's current assignment, or a new one (lease renewed); {"item_id": None} when none is left."""
+        """The user's current assignment, or a new one (lease renewed); {"item_id": None} when none is left.
+
+        The hot path of the app: SQLAlchemy Core on one connection (no ORM objects), a few indexed
+        statements per call. The fast path (an open assignment with more than half of its lease
+        left) only reads; otherwise one short write transaction leases an item.
+        """
         now = utcnow()
         expires = now + dt.timedelta(seconds=self.lease_seconds)
-        # Fast path, no write lock: an open assignment with more than half of its lease left.
-        with self.read() as s:
-            user = s.scalar(select(User).where(User.name == (username or "")))
-            if user is None or not user.active:
+        name = username or ""
+        # Fast path, no write lock: the user and their open assignment in one statement.
+        with self._rconn() as c:
+            row = c.execute(self._q_open, {"name": name, "fresh_after": now + dt.timedelta(seconds=self.lease_seconds / 2)}).first()
+            if row is None or not row.active:
                 raise AccessError(f"user {username!r} is unknown or disabled")
-            a = s.scalar(select(Assignment).where(
-                Assignment.user_id == user.id, Assignment.status == "active",
-                Assignment.lease_expires_at > now + dt.timedelta(seconds=self.lease_seconds / 2),
-            ).order_by(Assignment.id).limit(1))
-            if a is not None:
-                return self._item_payload(s, user, s.get(Prompt, a.prompt_id), a)
+            if row.aid is not None:
+                return self._payload(c, row.uid, row.pid, row.expires)
         for attempt in range(50):
             try:
-                with self.write() as s:
-                    user = s.scalar(self._lock(select(User).where(User.name == (username or ""))))
-                    if user is None or not user.active:
+                with self._wconn() as c:
+                    u = c.execute(self._q_user_w, {"name": name}).first()
+                    if u is None or not u.active:
                         raise AccessError(f"user {username!r} is unknown or disabled")
+                    uid = u.id
                     # 1. the open assignment, if its slot is still the user's
-                    for a in s.scalars(select(Assignment).where(Assignment.user_id == user.id, Assignment.status == "active").order_by(Assignment.id)):
-                        taken = s.scalar(select(self._filled(now, exclude_user=user.id)).where(Prompt.id == a.prompt_id))
+                    for a in c.execute(self._q_user_open, {"uid": uid}).all():
+                        taken = c.scalar(self._q_taken_by_others, {"pid": a.prompt_id, "uid": uid, "now": now})
                         if a.lease_expires_at > now or taken < self.overlap:
-                            a.lease_expires_at = expires
-                            return self._item_payload(s, user, s.get(Prompt, a.prompt_id), a)
-                        a.status = "expired"
-                    # 2. a new prompt: not seen by this user (expired leases may be retaken), slots free
-                    mine = select(Assignment.id).where(
-                        Assignment.prompt_id == Prompt.id, Assignment.user_id == user.id,
-                        Assignment.status != "expired",
-                    ).exists()
-                    filled = self._filled(now)
-                    cand = select(Prompt).where(~mine, filled < self.overlap).order_by(filled.desc(), Prompt.id).limit(1)
-                    if self.is_sqlite:  # the write lock is already ours (BEGIN IMMEDIATE)
-                        p = s.scalar(cand)
-                    else:  # row locks: skip prompts another transaction is assigning right now
-                        p = s.scalar(cand.with_for_update(skip_locked=True, of=Prompt))
-                        if p is None and s.scalar(select(Prompt.id).where(~mine, filled < self.overlap).limit(1)) is not None:
+                            c.execute(self._upd_assignment, {"b_aid": a.id, "lease_expires_at": expires})
+                            return self._payload(c, uid, a.prompt_id, expires)
+                        c.execute(self._upd_assignment, {"b_aid": a.id, "status": "expired"})
+                    # 2. a new prompt: not seen by this user (expired leases may be retaken), slots free,
+                    # the fullest first (so prompts complete), then the oldest
+                    pid = c.scalar(self._q_candidate, {"uid": uid, "now": now})
+                    if not self.is_sqlite:  # row locks: SKIP LOCKED passed over prompts being assigned now
+                        if pid is None and c.scalar(self._q_any_candidate, {"uid": uid, "now": now}) is not None:
                             raise _Retry()  # candidates exist but are locked: try again
-                        if p is not None and s.scalar(select(filled).where(Prompt.id == p.id)) >= self.overlap:
+                        if pid is not None and c.scalar(self._q_filled, {"pid": pid, "now": now}) >= self.overlap:
                             raise _Retry()  # filled by a transaction that committed after our snapshot
-                    if p is None:
-                        return {"item_id": None, "message": "no items left", "progress": self._progress(s, user)}
-                    pid = p.id
-                    a = s.scalar(select(Assignment).where(Assignment.prompt_id == pid, Assignment.user_id == user.id))
-                    if a is None:
-                        a = Assignment(prompt_id=pid, user_id=user.id)
-                        s.add(a)
-                    a.status, a.leased_at, a.lease_expires_at, a.finished_at = "active", now, expires, None
-                    s.flush()
-                    return self._item_payload(s, user, p, a)
+                    if pid is None:
+                        return {"item_id": None, "message": "no items left", "progress": self._progress_c(c, uid)}
+                    aid = c.scalar(self._q_assignment_of, {"pid": pid, "uid": uid})
+                    values = {"status": "active", "leased_at": now, "lease_expires_at": expires, "finished_at": None}
+                    if aid is None:
+                        c.execute(self._ins_assignment, {"prompt_id": pid, "user_id": uid, **values})
+                    else:
+                        c.execute(self._upd_assignment, {"b_aid": aid, **values})
+                    return self._payload(c, uid, pid, expires)
             except (_Retry, IntegrityError):
                 time.sleep(0.002 * (attempt + 1) * random.random())
                 continue
         raise StoreError("could not assign an item (too much contention); please retry")
+
+    def _payload(self, c, uid: int, pid: int, expires: dt.datetime) -> dict:
+        """The next_item answer for prompt `pid` leased to user `uid` (Core reads on connection c)."""
+        p = c.execute(self._q_prompt, {"pid": pid}).one()
+        responses = [{"id": r.id, "text": r.text} for r in c.execute(self._q_responses, {"pid": pid})]
+        # Blind, per-annotator order (stable across reloads): position bias averages out.
+        random.Random(f"{uid}:{pid}").shuffle(responses)
+        return {
+            "item_id": p.id, "ext_id": p.ext_id, "lang": p.lang, "category": p.category,
+            "prompt": p.prompt, "messages": p.messages, "responses": responses,
+            "lease_expires_at": expires.isoformat(timespec="seconds") + "Z",
+            "progress": self._progress_c(c, uid),
+        }
 
     def skip(self, username: str | None, item_id: Any) -> dict:
         """Give the item back: it is never offered to this user again; its slot returns to the pool."""
@@ -603,50 +660,57 @@ class Store:
         except (TypeError, ValueError):
             raise SubmissionError(f"time_spent_s must be a number of seconds, got {time_spent_s!r}") from None
         # Phase 1 (read, no write lock): who, which assignment, already done?, validate.
-        with self.read() as s:
-            user = self._active_user(s, username)
-            a = s.scalar(select(Assignment).where(Assignment.prompt_id == pid, Assignment.user_id == user.id))
-            if a is None or a.status == "skipped":
+        with self._rconn() as c:
+            row = c.execute(self._q_submit_ctx, {"name": username or "", "pid": pid}).first()
+            if row is None or not row.active:
+                raise AccessError(f"user {username!r} is unknown or disabled")
+            uid = row.uid
+            if row.aid is None or row.status == "skipped":
                 raise AccessError(f"item {item_id!r} is not assigned to you")
-            existing = s.scalar(select(Ranking.id).where(Ranking.prompt_id == pid, Ranking.user_id == user.id))
-            if existing is None:
-                resp_ids = list(s.scalars(select(Response.id).where(Response.prompt_id == pid).order_by(Response.position)))
-                rank_by_id, flags_by_id = _validate_ranking(resp_ids, ranks, flags)
-        if existing is not None:
-            return self._duplicate(user, pid, existing)
+            if row.rid is not None:
+                return self._duplicate(c, uid, pid, row.rid)
+            resp_ids = list(c.scalars(self._q_response_ids, {"pid": pid}))
+            rank_by_id, flags_by_id = _validate_ranking(resp_ids, ranks, flags)
         now = utcnow()
         if time_spent is None:  # measured on the server: from when the item was first leased
-            time_spent = max(0.0, (now - a.leased_at).total_seconds())
+            time_spent = max(0.0, (now - row.leased_at).total_seconds())
         dense = dense_ranks([rank_by_id[i] for i in resp_ids])
-        # Phase 2 (one short write transaction): ranking, its entries, the assignment, all or nothing.
+        # Phase 2 (one short write transaction): ranking, its entries, the assignment, all or nothing;
+        # the progress returned is read inside it, so it counts this ranking exactly.
         try:
-            with self.write() as s:
-                status = s.scalar(select(Assignment.status).where(Assignment.id == a.id))
-                if status is None or status == "skipped":
+            with self._wconn() as c:
+                chk = c.execute(self._q_submit_check, {"aid": row.aid}).first()
+                if chk is None or chk.status == "skipped":
                     raise AccessError(f"item {item_id!r} is not assigned to you")
-                if not s.scalar(select(User.active).where(User.id == user.id)):
+                if not chk.active:
                     raise AccessError(f"user {username!r} is unknown or disabled")
-                rid = s.execute(insert(Ranking).values(
-                    prompt_id=pid, user_id=user.id, assignment_id=a.id, rationale=rationale,
-                    time_spent_s=time_spent, created_at=now).returning(Ranking.id)).scalar_one()
-                s.execute(insert(RankingEntry), [
+                rid = c.execute(self._ins_ranking, {
+                    "prompt_id": pid, "user_id": uid, "assignment_id": row.aid, "rationale": rationale,
+                    "time_spent_s": time_spent, "created_at": now}).scalar_one()
+                c.execute(self._ins_entries, [
                     {"ranking_id": rid, "response_id": i, "rank": k, "flags": ",".join(flags_by_id.get(i, ()))}
                     for i, k in zip(resp_ids, dense)])
-                s.execute(update(Assignment).where(Assignment.id == a.id).values(status="done", finished_at=now))
+                c.execute(self._upd_assignment, {"b_aid": row.aid, "status": "done", "finished_at": now})
+                progress = self._progress_c(c, uid)
         except IntegrityError:
             # The unique (prompt, annotator) constraint: a concurrent identical submit won the race.
-            with self.read() as s:
-                existing = s.scalar(select(Ranking.id).where(Ranking.prompt_id == pid, Ranking.user_id == user.id))
-            if existing is None:
-                raise
-            return self._duplicate(user, pid, existing)
+            with self._rconn() as c:
+                existing = c.scalar(select(Ranking.id).where(Ranking.prompt_id == pid, Ranking.user_id == uid))
+                if existing is None:
+                    raise
+                return self._duplicate(c, uid, pid, existing)
         return {"ok": True, "duplicate": False, "ranking_id": rid,
-                "message": f"saved ranking of item {pid}", "progress": self.progress(user.name)}
+                "message": f"saved ranking of item {pid}", "progress": progress}
 
-    def _duplicate(self, user: User, pid: int, ranking_id: int) -> dict:
+    def _duplicate(self, c, uid: int, pid: int, ranking_id: int) -> dict:
         return {"ok": True, "duplicate": True, "ranking_id": ranking_id,
                 "message": f"item {pid} was already submitted; kept the first submission",
-                "progress": self.progress(user.name)}
+                "progress": self._progress_c(c, uid)}
+
+    def _progress_c(self, c, uid: int) -> dict:
+        rows = dict(c.execute(self._q_progress, {"uid": uid}).all())
+        done, active = rows.get("done", 0), rows.get("active", 0)
+        return {"done": done, "assigned": done + active, "skipped": rows.get("skipped", 0)}
 
     def _progress(self, s: Session, user: User) -> dict:
         rows = dict(s.execute(select(Assignment.status, func.count()).where(Assignment.user_id == user.id).group_by(Assignment.status)).all())
@@ -654,8 +718,13 @@ class Store:
         return {"done": done, "assigned": done + active, "skipped": rows.get("skipped", 0)}
 
     def progress(self, username: str | None) -> dict:
-        with self.read() as s:
-            return self._progress(s, self._active_user(s, username))
+        if not username:
+            raise AccessError("not logged in")
+        with self._rconn() as c:
+            u = c.execute(select(User.id, User.active).where(User.name == username)).first()
+            if u is None or not u.active:
+                raise AccessError(f"user {username!r} is unknown or disabled")
+            return self._progress_c(c, u.id)
 
     # -- reading rankings (review, export) --------------------------------------------------------
     def items_with_rankings(self, min_rankings: int = 1) -> list[dict]:

@@ -196,6 +196,7 @@ def run_load(*, clients: int = 32, submissions: int = 50, overlap: int = 3, clie
         finally:
             a.close()
 
+    load_before = os.getloadavg()
     t_start = time.perf_counter()
     threads = [threading.Thread(target=annotator, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:
@@ -203,6 +204,7 @@ def run_load(*, clients: int = 32, submissions: int = 50, overlap: int = 3, clie
     for t in threads:
         t.join()
     wall = time.perf_counter() - t_start
+    load_after = os.getloadavg()
     if proc is not None:
         proc.terminate()
         try:
@@ -237,7 +239,10 @@ def run_load(*, clients: int = 32, submissions: int = 50, overlap: int = 3, clie
         "lost": len(lost), "duplicated": dup_pairs, "retries_not_reported_duplicate": len(retry_not_dup),
         "errors": len(errors), "error_samples": errors[:5], "progress_mismatches": progress_wrong,
         "prompts_over_k": len(over_k), "integrity_check": integrity,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"loadavg_1_5_15_before": [round(x, 2) for x in load_before],
+                    "loadavg_1_5_15_after": [round(x, 2) for x in load_after],
+                    "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
     }
 
 

@@ -195,3 +195,67 @@ def test_rendering_is_inert():
     for html_out in (render_prompt(item, "en"), render_review(item, "zh")):
         for tag in ("<img", "<script", "<svg", "<iframe", "<b>", "<i>"):
             assert tag not in html_out
+
+
+@pytest.mark.postgres
+def test_whole_app_on_postgresql(pg_url, tmp_path):
+    """The app served on a PostgreSQL URL (not only the store): gradio_client login, next_item,
+    submit_ranking (and its idempotent retry), a reviewer's and an admin's handlers, and the
+    `export` command on the same database. Skips with the reason when no server answers."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from gradio_client import Client
+
+    store = Store(pg_url, overlap=2)
+    assert store.engine.dialect.name == "postgresql"
+    store.import_rows([aio.validate_item(r, "t") for r in make_items(3)])
+    for name, role in (("alice", "annotator"), ("bob", "annotator"), ("rita", "reviewer"), ("root", "admin")):
+        store.add_user(name, role, f"pw-{name}-123")
+    demo, base, _ = launch(ServeConfig(db=pg_url, port=free_port(), overlap=2), block=False, store=store)
+    try:
+        app = {"url": base, "demo": demo}
+        with pytest.raises(Exception):
+            Client(base, auth=("alice", "wrong-password"), verbose=False)
+        submitted = {}
+        for name in ("alice", "bob"):
+            c = Client(base, auth=(name, f"pw-{name}-123"), verbose=False)
+            item = c.predict(api_name="/next_item")
+            assert item["item_id"] is not None and len(item["responses"]) == 4
+            ids = [r["id"] for r in item["responses"]]
+            with pytest.raises(Exception, match="missing rank"):  # a bad submission stores nothing
+                c.predict(item["item_id"], {str(ids[0]): 1}, {}, "", None, api_name="/submit_ranking")
+            # the order shown is shuffled per annotator: rank by the text ("response k ..."),
+            # alice best-first, bob in reverse
+            k_of = {r["id"]: int(r["text"].split()[1]) for r in item["responses"]}
+            ranks = {str(i): (k_of[i] + 1 if name == "alice" else 4 - k_of[i]) for i in ids}
+            res = c.predict(item["item_id"], ranks, {str(ids[0]): ["unhelpful"]}, f"{name} on pg", None,
+                            api_name="/submit_ranking")
+            assert res["ok"] and not res["duplicate"] and res["progress"] == {"done": 1, "assigned": 1, "skipped": 0}
+            again = c.predict(item["item_id"], ranks, {}, "", None, api_name="/submit_ranking")
+            assert again["duplicate"] and again["ranking_id"] == res["ranking_id"]
+            submitted[name] = item["item_id"]
+            c.close()
+        assert submitted["alice"] == submitted["bob"]  # overlap 2: the same prompt, fullest first
+        assert store.counts()["rankings"] == 2
+        # reviewer and admin handlers over the queue, as the browser calls them
+        review = RawSession(app, "rita").call(fn_index(app, "on_review_refresh"), [])
+        assert review["success"] is True and review["output"]["data"][0]["data"][0][0] == submitted["alice"]
+        admin = RawSession(app, "root").call(fn_index(app, "on_admin_refresh"), [])
+        assert admin["success"] is True
+        rows = {r[0]: r for r in admin["output"]["data"][0]["data"]}
+        assert rows["alice"][3] == 1 and rows["bob"][3] == 1 and rows["alice"][7] == -1.0  # reversed rankings
+        # export through the command line against the same PostgreSQL database
+        out = tmp_path / "pg.jsonl"
+        root = Path(__file__).resolve().parents[2]
+        p = subprocess.run([sys.executable, "-m", "annotation_ui", "export", "--format", "rankings", "--out", str(out),
+                            "--db", pg_url], cwd=root, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        [row] = [json.loads(x) for x in out.read_text().splitlines()]
+        assert row["ranking"] == [1, 1, 1, 1]  # Borda of a ranking and its reverse: all tie
+        report = json.loads(out.with_suffix(".report.json").read_text())
+        assert report["annotators"]["alice"]["rankings"] == 1 and report["flags"]["unhelpful"] == 2
+    finally:
+        demo.close()
+        store.close()

@@ -117,3 +117,141 @@ def test_browser_login_rank_submit(tmp_path, request):
     finally:
         demo.close()
         store.close()
+
+
+REVIEW_ITEMS = [
+    {"id": "rv-agree", "lang": "en", "category": "qa", "prompt": "What is 2 + 2?",
+     "responses": ["4", "5", "22"]},
+    {"id": "rv-split", "lang": "en", "category": "chat",
+     "messages": [{"role": "user", "content": "Write a haiku about rain."},
+                  {"role": "assistant", "content": "Sure, in English or Chinese?"},
+                  {"role": "user", "content": "English. <script>window.__xss=7</script>"}],
+     "responses": ["Soft rain on the roof / the gutters hum their one note / night forgets the dust",
+                   "Rain rain go away, come again another day.",
+                   '<img src=x onerror="window.__xss=8">I cannot write poems.']},
+]
+
+
+def _login(browser, base: str, name: str, password: str):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    page.goto(base, wait_until="domcontentloaded")
+    page.locator("input[type=password]").wait_for(timeout=30_000)
+    page.locator("input").nth(0).fill(name)
+    page.locator("input[type=password]").fill(password)
+    page.locator("button").filter(has_text="Login").click()
+    page.locator("#ann-progress").wait_for(timeout=30_000)
+    return ctx, page
+
+
+def _cells(table, n_rows: int, n_cols: int) -> list[list[str]]:
+    """The text of a gr.Dataframe's cells (Gradio marks each with data-testid cell-ROW-COL)."""
+    return [[table.get_by_test_id(f"cell-{r}-{c}").inner_text().strip() for c in range(n_cols)] for r in range(n_rows)]
+
+
+def test_browser_reviewer_and_admin_views(tmp_path):
+    """A reviewer sees the items sorted by disagreement with everyone's rankings and adjudicates one;
+    an admin sees each annotator's progress and agreement; an annotator sees neither tab."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    from conftest import ARTIFACTS
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{tmp_path / 'rv.db'}"
+    store = Store(url, overlap=3)
+    store.import_rows([aio.validate_item(r, "t") for r in REVIEW_ITEMS])
+    names = ["ann1", "ann2", "ann3"]
+    for n in names:
+        store.add_user(n, "annotator", f"pw-{n}-123")
+    store.add_user("rita", "reviewer", "pw-rita-123")
+    store.add_user("root", "admin", "pw-root-123")
+    # "rv-agree": everyone agrees (4 > 22 > 5 by position 0 > 2 > 1); "rv-split": a full cycle
+    split_orders = {"ann1": [1, 2, 3], "ann2": [2, 3, 1], "ann3": [3, 1, 2]}
+    ids = {}
+    for n in names:
+        for _ in range(2):
+            it = store.next_item(n)
+            pos = {r["id"]: REVIEW_ITEMS[0 if it["ext_id"] == "rv-agree" else 1]["responses"].index(r["text"])
+                   for r in it["responses"]}
+            order = [1, 3, 2] if it["ext_id"] == "rv-agree" else split_orders[n]
+            store.submit_ranking(n, it["item_id"], {str(rid): order[p] for rid, p in pos.items()}, None,
+                                 f"{n} on {it['ext_id']}", 30.0)
+            ids[it["ext_id"]] = it["item_id"]
+    split = store.item_detail(ids["rv-split"])
+    demo, base, _ = launch(ServeConfig(db=url, port=free_port(), overlap=3), block=False, store=store)
+    dialogs = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+
+            # an annotator has no Review/Admin tabs
+            ctx, page = _login(browser, base, "ann1", "pw-ann1-123")
+            assert page.get_by_role("tab", name="Review").count() == 0
+            assert page.get_by_role("tab", name="Admin").count() == 0
+            ctx.close()
+
+            # reviewer: the disagreement list, everyone's rankings, an adjudication
+            ctx, page = _login(browser, base, "rita", "pw-rita-123")
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            assert page.get_by_role("tab", name="Admin").count() == 0
+            page.get_by_role("tab", name="Review").click()
+            page.locator("#rv-refresh").click()
+            table = page.locator("#rv-table")
+            table.get_by_test_id("cell-1-1").wait_for(timeout=30_000)
+            # most disagreement first: the cycle (W = 0) above the unanimous item (W = 1)
+            assert _cells(table, 2, 5) == [[str(ids["rv-split"]), "rv-split", "3", "0", "false"],
+                                           [str(ids["rv-agree"]), "rv-agree", "3", "1", "false"]]
+            table.get_by_test_id("cell-0-1").click()  # a click on a row picks its item
+            page.wait_for_function(f"document.querySelector('#rv-item input').value === '{ids['rv-split']}'",
+                                   timeout=30_000)
+            page.locator("#rv-open").click()
+            detail = page.locator("#rv-detail")
+            detail.locator("table.ann-review-table").wait_for(timeout=30_000)
+            text = detail.inner_text()
+            for n in names:
+                assert n in text and f"{n} on rv-split" in text
+            assert "<script>window.__xss=7</script>" in text  # shown as text
+            for r in REVIEW_ITEMS[1]["responses"]:
+                assert r in text
+            assert detail.locator("img, script").count() == 0
+            # adjudicate: the haiku best, the nursery rhyme second, the refusal last
+            for k, r in enumerate(split["responses"]):
+                rank = str(REVIEW_ITEMS[1]["responses"].index(r["text"]) + 1)
+                page.locator(f"#rv-rank-{k} label").filter(has_text=rank).first.click()
+            page.get_by_label("Note").fill("The haiku follows the form; the refusal is needless.")
+            page.locator("#rv-save").click()
+            page.get_by_text(f"adjudication of item {ids['rv-split']} saved").wait_for(timeout=30_000)
+            page.locator("#rv-refresh").click()
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(ARTIFACTS / "annotation_reviewer.png"), full_page=True)
+            review = store.item_detail(ids["rv-split"])["review"]
+            assert review["reviewer"] == "rita" and review["note"].startswith("The haiku")
+            by_text = {r["text"]: review["ranks"][r["id"]] for r in split["responses"]}
+            assert [by_text[t] for t in REVIEW_ITEMS[1]["responses"]] == [1, 2, 3]
+            assert page.evaluate("window.__xss") is None
+            ctx.close()
+
+            # admin: every user's progress and agreement
+            ctx, page = _login(browser, base, "root", "pw-root-123")
+            page.get_by_role("tab", name="Admin").click()
+            page.locator("#ad-refresh").click()
+            table = page.locator("#ad-table")
+            table.get_by_test_id("cell-4-0").wait_for(timeout=30_000)
+            rows = {r[0]: r for r in _cells(table, 5, 8)}
+            assert set(rows) == {"ann1", "ann2", "ann3", "rita", "root"}
+            for n in names:
+                # name, role, active, done, assigned, skipped, mean seconds, tau-b to the others' consensus
+                assert rows[n][:7] == [n, "annotator", "true", "2", "2", "0", "30"], rows[n]
+                # tau-b 1 on rv-agree; on the cycle the other two's Borda consensus is the exact
+                # reverse of one's own ranking (tau-b -1): mean 0
+                assert float(rows[n][7]) == pytest.approx(0.0)
+            page.screenshot(path=str(ARTIFACTS / "annotation_admin.png"), full_page=True)
+            ctx.close()
+            browser.close()
+        assert dialogs == []
+    finally:
+        demo.close()
+        store.close()

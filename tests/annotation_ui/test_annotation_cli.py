@@ -103,3 +103,66 @@ def test_generate_candidates(tmp_path):
     [item] = [i for i in [store.item_detail(1)]]
     assert item["responses"][0]["model"] == "tiny-glm"
     store.close()
+
+
+def test_import_datasets_parquet_and_export_ranked_pairs_cli(tmp_path):
+    """`import` of a Parquet file and of a `datasets` save_to_disk directory (prompt and messages rows
+    mixed: the absent one is null), then `export --consensus ranked_pairs` through the CLI, checked
+    against a Condorcet cycle broken by strength, where Borda would tie."""
+    datasets = pytest.importorskip("datasets")
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    rows = make_items(4, n_responses=3, prefix="pq")
+    for r in rows:  # one schema for the whole table: the absent field is null
+        r.setdefault("prompt", None)
+        r.setdefault("messages", None)
+        r["models"] = ["m-a", "m-b", "m-c"]
+    parquet = tmp_path / "items.parquet"
+    datasets.Dataset.from_list(rows).to_parquet(str(parquet))
+    p = cli("import", parquet, "--db", url, "--source", "pq-test")
+    assert "imported 4 items (0 already present)" in p.stdout, p.stdout
+    saved = tmp_path / "saved_ds"
+    datasets.Dataset.from_list([{**r, "id": r["id"].replace("pq", "ds")} for r in rows[:2]]).save_to_disk(str(saved))
+    assert "imported 2 items" in cli("import", saved, "--db", url).stdout
+    assert "imported 0 items (4 already present)" in cli("import", parquet, "--db", url).stdout  # idempotent
+
+    store = Store(url, overlap=3)
+    try:
+        assert store.counts() == {"users": 0, "prompts": 6, "responses": 18, "rankings": 0, "reviews": 0}
+        for name in ("u1", "u2", "u3"):
+            store.add_user(name, "annotator", f"pw-{name}-123")
+        # Rank the first item (pq0, a plain prompt) so that the majorities form a cycle
+        # A>B, B>C and C>A, each 2:1. All three majorities are equally strong, so ranked pairs locks
+        # them in response order: A>B, B>C, then drops C>A (it would close a cycle) -> A=1, B=2, C=3.
+        # Borda gives each response the same points: a three-way tie.
+        orders = {"u1": ["A", "B", "C"], "u2": ["B", "C", "A"], "u3": ["C", "A", "B"]}
+        target = None
+        for name, order in orders.items():
+            it = store.next_item(name)
+            target = target or it["item_id"]
+            assert it["item_id"] == target  # overlap 3: everyone gets the fullest prompt first
+            letter = {r["text"]: "ABC"[int(r["text"].split()[1])] for r in it["responses"]}
+            ranks = {str(r["id"]): order.index(letter[r["text"]]) + 1 for r in it["responses"]}
+            store.submit_ranking(name, it["item_id"], ranks)
+        detail = store.item_detail(target)
+    finally:
+        store.close()
+    out_rp, out_b = tmp_path / "rp.jsonl", tmp_path / "b.jsonl"
+    msg = cli("export", "--format", "rankings", "--consensus", "ranked_pairs", "--out", out_rp, "--db", url).stdout
+    assert "wrote 1 rankings rows (1 items)" in msg, msg
+    [row] = [json.loads(x) for x in out_rp.read_text().splitlines()]
+    assert row["id"] == detail["ext_id"] and row["responses"] == [r["text"] for r in detail["responses"]]
+    assert row["ranking"] == [1, 2, 3]
+    report = json.loads((tmp_path / "rp.report.json").read_text())
+    assert report["consensus"] == "ranked_pairs" and report["items"][0]["consensus"] == "ranked_pairs"
+    assert report["kendalls_w"]["mean"] == pytest.approx(0.0, abs=1e-9)  # a perfect cycle: no concordance
+    cli("export", "--format", "rankings", "--consensus", "borda", "--out", out_b, "--db", url)
+    assert json.loads(out_b.read_text())["ranking"] == [1, 1, 1]
+    # pairs through the CLI with ranked pairs: A>B, A>C, B>C with margins 1, 2, 1
+    out_p = tmp_path / "p.jsonl"
+    cli("export", "--format", "pairs", "--consensus", "ranked_pairs", "--out", out_p, "--db", url)
+    pairs = [json.loads(x) for x in out_p.read_text().splitlines()]
+    texts = row["responses"]
+    assert sorted((texts.index(p["chosen"]), texts.index(p["rejected"]), p["margin"]) for p in pairs) == [
+        (0, 1, 1.0), (0, 2, 2.0), (1, 2, 1.0)]
+    bad = cli("export", "--consensus", "kemeny", "--out", out_p, "--db", url, check=False)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
