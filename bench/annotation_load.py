@@ -92,7 +92,16 @@ class GradioClientAnnotator:
     def __init__(self, url: str, user: str, password: str):
         from gradio_client import Client
 
-        self.c = Client(url, auth=(user, password), verbose=False)
+        # Opening a client (login + config fetch) is not what is measured; on a busy machine 32 of them
+        # at once can exceed httpx's default timeout, so allow more time and retry the opening.
+        for attempt in range(4):
+            try:
+                self.c = Client(url, auth=(user, password), verbose=False, httpx_kwargs={"timeout": 120.0})
+                break
+            except Exception:  # noqa: BLE001
+                if attempt == 3:
+                    raise
+                time.sleep(1.0 + attempt)
 
     def call(self, api_name: str, *data):
         return self.c.predict(*data, api_name="/" + api_name)

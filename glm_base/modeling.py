@@ -102,12 +102,16 @@ class GLMRotaryEmbedding(nn.Module):
         self.base = config.rope_theta
 
     def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        # position_ids: (B, 2, L) -> cos, sin: (B, 1, L, 2 * rotary_dim)
+        """position_ids (B, 2, L) -> cos, sin of shape (B, 1, L, 2 * rotary_dim), or (B, 1, L,
+        rotary_dim) when every span position is 0: the span half would rotate by 0, so it is left
+        out and passes unchanged (the plain causal case costs what GlmForCausalLM's RoPE costs)."""
         exponent = torch.arange(0, self.rotary_dim, 2, device=position_ids.device, dtype=torch.float32)
         inv_freq = 1.0 / (self.base ** (exponent / self.rotary_dim))
-        freqs = position_ids.float()[..., None] * inv_freq  # (B, 2, L, rotary_dim/2)
+        if not bool(position_ids[:, 1].any()):
+            position_ids = position_ids[:, :1]
+        freqs = position_ids.float()[..., None] * inv_freq  # (B, 1 or 2, L, rotary_dim/2)
         freqs = freqs.repeat_interleave(2, dim=-1)  # pair (2i, 2i+1) shares frequency i
-        freqs = torch.cat([freqs[:, 0], freqs[:, 1]], dim=-1)  # (B, L, 2 * rotary_dim)
+        freqs = torch.cat(freqs.unbind(1), dim=-1)  # (B, L, rotary_dim or 2 * rotary_dim)
         return freqs.cos().to(dtype)[:, None], freqs.sin().to(dtype)[:, None]
 
 

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import shutil
 import socket
+from pathlib import Path
 
 import pytest
 
 from annotation_ui import io as aio
 from annotation_ui.app import ServeConfig, launch
 from annotation_ui.store import Store
+
+# Not imported from conftest: with several test folders holding a conftest.py, `import conftest`
+# resolves to whichever came first.
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -56,7 +61,6 @@ def test_browser_login_rank_submit(tmp_path, request):
         pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
-    from conftest import ARTIFACTS
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{tmp_path / 'b.db'}"
@@ -157,7 +161,6 @@ def test_browser_reviewer_and_admin_views(tmp_path):
         pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
-    from conftest import ARTIFACTS
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{tmp_path / 'rv.db'}"
