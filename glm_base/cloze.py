@@ -184,8 +184,7 @@ class ClozeTask:
     labels: list[str]
     patterns: dict[str, str]
     verbalizers: dict[str, dict[str, str]]
-    verbalizer_ids: dict[str, list[list[int]]]  # language -> label index -> token ids (for a leading-space mask)
-    verbalizer_ids_nospace: dict[str, list[list[int]]]  # the same words without a leading space
+    verbalizer_ids: dict[str, list[list[int]]]  # language -> label index -> token ids as they fill the blank
     single: dict[str, bool]  # language -> score by the logit at <sop>
     mask_id: int
     sop_id: int
@@ -204,18 +203,16 @@ def build_task(tokenizer, labels, patterns, verbalizers, scoring: str = "auto") 
     def encode(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    with_space, without_space, single = {}, {}, {}
+    verbalizer_ids, single = {}, {}
     for lang, words in verbalizers.items():
-        spaced = patterns[lang].split(MASK_PLACEHOLDER)[0].endswith(" ")
-        toks = [encode(" " + words[label].strip()) for label in labels]
-        bare = [encode(words[label].strip()) for label in labels]
-        for variant in (toks, bare):
-            if len({tuple(t) for t in variant}) != len(labels):
-                raise ValueError(f"config: verbalizers.{lang} gives two labels the same tokens: {words}")
-        with_space[lang], without_space[lang] = toks, bare
-        used = toks if spaced else bare
-        single[lang] = scoring == "auto" and all(len(t) == 1 for t in used)
-    return ClozeTask(labels, dict(patterns), verbalizers, with_space, without_space, single,
+        # a space before [MASK] belongs to the blank (see the module docstring)
+        space = " " if patterns[lang].split(MASK_PLACEHOLDER)[0].endswith(" ") else ""
+        toks = [encode(space + words[label].strip()) for label in labels]
+        if len({tuple(t) for t in toks}) != len(labels):
+            raise ValueError(f"config: verbalizers.{lang} gives two labels the same tokens: {words}")
+        verbalizer_ids[lang] = toks
+        single[lang] = scoring == "auto" and all(len(t) == 1 for t in toks)
+    return ClozeTask(labels, dict(patterns), verbalizers, verbalizer_ids, single,
                      ids.mask, ids.sop, ids.eop, ids.eos, ids.pad)
 
 
@@ -238,7 +235,7 @@ def encode_example(tokenizer, task: ClozeTask, text: str, lang: str, label: int 
     spaced = before.endswith(" ")
     if spaced:
         before = before[:-1]
-    label_tokens = (task.verbalizer_ids if spaced else task.verbalizer_ids_nospace)[lang]
+    label_tokens = task.verbalizer_ids[lang]
     prefix = tokenizer(before, add_special_tokens=False)["input_ids"]
     suffix = tokenizer(after, add_special_tokens=False)["input_ids"]
     room = max_length - len(suffix) - 2  # the mask and <|endoftext|>
@@ -646,7 +643,7 @@ def run(cfg: ClozeConfig) -> dict[str, Any]:
 
     model.train()
     progress = tqdm(total=cfg.max_steps, desc="cloze", disable=not main_process, dynamic_ncols=True)
-    window, last_eval = [], {"all": zero_shot["all"]}
+    window, last_eval = [], dict(zero_shot)  # max_steps=0: the cloze model is the checkpoint
     for step in range(1, cfg.max_steps + 1):
         micro = [next_examples(cfg.batch_size) for _ in range(cfg.grad_accum)]
         local = [collate(mb[rank::world], task.pad_id) for mb in micro]
