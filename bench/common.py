@@ -21,6 +21,8 @@ def machine() -> dict:
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        # other work on the machine skews absolute figures (ratios within one run less so)
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
 
