@@ -411,21 +411,14 @@ def sample_train(rows: Sequence[ClozeRow], n: int, seed: int, balanced: bool = T
 
 
 def resolve_files(cfg: ClozeConfig) -> tuple[str, str]:
-    """The train and eval files: the configured ones, or the world's cloze split.
-
-    A world directory built before the world had a cloze split (its manifest lacks it) is left
-    alone: a fresh world of the same size and seed is built under ``output_dir/world`` instead.
-    """
-    from .trainkit.default_data import world_dir
+    """The train and eval files: the configured ones, or the world's cloze split (built on first
+    use, and rebuilt when a stale world lacks it, by ``trainkit.default_data``)."""
+    from .trainkit.default_data import world_files
 
     if cfg.data.train_file and cfg.data.eval_file:
         return cfg.data.train_file, cfg.data.eval_file
-    base = world_dir(cfg.data.world_size, cfg.data.world_seed) / "cloze"
-    if not (base / "train.jsonl").is_file():
-        logger.warning("%s has no cloze split (a world built before it existed); building the world under %s/world",
-                       base.parent, cfg.output_dir)
-        base = world_dir(cfg.data.world_size, cfg.data.world_seed, root=Path(cfg.output_dir) / "world") / "cloze"
-    return cfg.data.train_file or str(base / "train.jsonl"), cfg.data.eval_file or str(base / "eval.jsonl")
+    train, evaluation = world_files("cloze", size=cfg.data.world_size, seed=cfg.data.world_seed)
+    return cfg.data.train_file or train, cfg.data.eval_file or evaluation
 
 
 def load_checkpoint_dir(path: str | Path):
