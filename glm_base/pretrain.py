@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .configuration import GLMConfig, config_for_size
+from .configuration import config_for_size
 from .infilling import OBJECTIVES, BlankInfillingCollator
 from .modeling import GLMForCausalLM
 from .pretrain_data import (GlobalBatchStream, prepare_documents, shard_rows, streaming_source,
