@@ -63,7 +63,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from .infilling import IGNORE_INDEX, InfillingRow, build_row
+from .infilling import IGNORE_INDEX, InfillingRow, build_row, pad_rows
 from .runconfig import load_config, save_config
 from .tokenizer import special_token_ids
 from .trainkit.checkpoint import save_final_model
@@ -262,21 +262,7 @@ def collate(examples: Sequence[ClozeExample], pad_id: int) -> dict[str, Any]:
     example), ``label_tokens`` (single-token ids per example, ``(B, K)``, -1 for multi-token examples)
     and ``labels`` ``(B,)``.
     """
-    rows = [r for ex in examples for r in ex.rows]
-    length = max(len(r.input_ids) for r in rows)
-    n = len(rows)
-    input_ids = torch.full((n, length), pad_id, dtype=torch.long)
-    targets = torch.full((n, length), IGNORE_INDEX, dtype=torch.long)
-    positions = torch.zeros((n, 2, length), dtype=torch.long)
-    attention = torch.zeros((n, length), dtype=torch.long)
-    part_a = torch.zeros(n, dtype=torch.long)
-    for i, r in enumerate(rows):
-        m = len(r.input_ids)
-        input_ids[i, :m] = torch.as_tensor(r.input_ids)
-        targets[i, :m] = torch.as_tensor(r.shift_labels)
-        positions[i, :, :m] = torch.as_tensor(r.position_ids)
-        attention[i, :m] = 1
-        part_a[i] = r.part_a_length
+    padded = pad_rows([r for ex in examples for r in ex.rows], pad_id)
     k = len(examples[0].label_tokens)
     row_of, start = [], 0
     for ex in examples:
@@ -284,8 +270,9 @@ def collate(examples: Sequence[ClozeExample], pad_id: int) -> dict[str, Any]:
         start += len(ex.rows)
     label_tokens = torch.tensor([[t[0] for t in ex.label_tokens] if ex.single else [-1] * k for ex in examples])
     return {
-        "input_ids": input_ids, "position_ids": positions, "attention_mask": attention, "part_a_length": part_a,
-        "targets": targets, "row_of": torch.tensor(row_of), "single": torch.tensor([ex.single for ex in examples]),
+        "input_ids": padded["input_ids"], "position_ids": padded["position_ids"],
+        "attention_mask": padded["attention_mask"], "part_a_length": padded["part_a_length"],
+        "targets": padded["shift_labels"], "row_of": torch.tensor(row_of), "single": torch.tensor([ex.single for ex in examples]),
         "label_tokens": label_tokens, "labels": torch.tensor([ex.label for ex in examples]),
     }
 

@@ -432,30 +432,36 @@ class BlankInfillingCollator:
 
     def pad(self, rows: Sequence[InfillingRow]) -> dict[str, torch.Tensor]:
         """Right-pad rows into the batch tensors."""
-        length = max(len(r.input_ids) for r in rows)
-        if self.pad_to_multiple_of:
-            k = self.pad_to_multiple_of
-            length = ((length + k - 1) // k) * k
-        b = len(rows)
-        input_ids = np.full((b, length), self.ids.pad, dtype=np.int64)
-        labels = np.full((b, length), IGNORE_INDEX, dtype=np.int64)
-        pos = np.zeros((b, 2, length), dtype=np.int64)
-        attn = np.zeros((b, length), dtype=np.int64)
-        part_a = np.zeros(b, dtype=np.int64)
-        for i, r in enumerate(rows):
-            m = len(r.input_ids)
-            input_ids[i, :m] = r.input_ids
-            labels[i, :m] = r.shift_labels
-            pos[i, :, :m] = r.position_ids
-            attn[i, :m] = 1
-            part_a[i] = r.part_a_length
-        return {
-            "input_ids": torch.from_numpy(input_ids),
-            "position_ids": torch.from_numpy(pos),
-            "part_a_length": torch.from_numpy(part_a),
-            "shift_labels": torch.from_numpy(labels),
-            "attention_mask": torch.from_numpy(attn),
-        }
+        return pad_rows(rows, self.ids.pad, self.pad_to_multiple_of)
+
+
+def pad_rows(rows: Sequence[InfillingRow], pad_id: int, pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad :class:`InfillingRow` s into ``input_ids``, ``position_ids (B, 2, L)``,
+    ``part_a_length``, ``shift_labels`` (-100 on padding) and ``attention_mask``."""
+    length = max(len(r.input_ids) for r in rows)
+    if pad_to_multiple_of:
+        k = pad_to_multiple_of
+        length = ((length + k - 1) // k) * k
+    b = len(rows)
+    input_ids = np.full((b, length), pad_id, dtype=np.int64)
+    labels = np.full((b, length), IGNORE_INDEX, dtype=np.int64)
+    pos = np.zeros((b, 2, length), dtype=np.int64)
+    attn = np.zeros((b, length), dtype=np.int64)
+    part_a = np.zeros(b, dtype=np.int64)
+    for i, r in enumerate(rows):
+        m = len(r.input_ids)
+        input_ids[i, :m] = r.input_ids
+        labels[i, :m] = r.shift_labels
+        pos[i, :, :m] = r.position_ids
+        attn[i, :m] = 1
+        part_a[i] = r.part_a_length
+    return {
+        "input_ids": torch.from_numpy(input_ids),
+        "position_ids": torch.from_numpy(pos),
+        "part_a_length": torch.from_numpy(part_a),
+        "shift_labels": torch.from_numpy(labels),
+        "attention_mask": torch.from_numpy(attn),
+    }
 
 
 # --- corpus helpers -----------------------------------------------------------------------------
