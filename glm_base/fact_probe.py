@@ -9,6 +9,12 @@ Two baselines answer "is that more than chance?": ``chance`` is the mean over pr
 of distinct values the relation takes in the world), i.e. guessing uniformly among plausible values;
 ``majority`` always answers the relation's most common value.
 
+Two scores: ``accuracy`` (free generation: the greedy span must be the value, and stop there) and
+``choice_accuracy`` (the value gets the highest infill likelihood, span plus ``<eop>``, among all
+the values the relation takes in the world, in the probe's language: the very setting of the chance
+baseline). Generation is the harder test: a model can rank the right value first well before it
+produces it unprompted and stops after it.
+
     python -m glm_base.fact_probe --checkpoint runs/pretrain-tiny/model [--world DIR] [--limit 300]
 """
 
@@ -23,7 +29,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .generation import infill_with_spans
+from .generation import infill_with_spans, span_log_likelihoods
 
 
 def _load_world(world_dir: Path):
@@ -81,6 +87,8 @@ def run_probe(model, tokenizer, world_dir: str | Path, split: str = "eval", limi
     hits, chance, majority = 0, 0.0, 0
     by_lang: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     examples = []
+    chosen_right = 0
+    chosen_by_lang: dict[str, int] = defaultdict(int)
     for probe in tqdm(probes, desc="fact probe", disable=not progress):
         result = infill_with_spans(model, tokenizer, probe["text"], max_new_tokens=12)
         guess = result.spans[0].strip()
@@ -89,10 +97,15 @@ def run_probe(model, tokenizer, world_dir: str | Path, split: str = "eval", limi
         by_lang[probe["lang"]][0] += ok
         by_lang[probe["lang"]][1] += 1
         counts = values[(probe["relation"], probe["lang"])]
+        options = sorted(counts)
+        scores = span_log_likelihoods(model, tokenizer, probe["text"], options)
+        chosen = options[max(range(len(options)), key=scores.__getitem__)]
+        chosen_right += chosen == probe["value"]
+        chosen_by_lang[probe["lang"]] += chosen == probe["value"]
         chance += 1.0 / max(len(counts), 1)
         majority += counts.most_common(1)[0][0] == probe["value"]
         if len(examples) < 8:
-            examples.append({"text": probe["text"], "value": probe["value"], "generated": guess})
+            examples.append({"text": probe["text"], "value": probe["value"], "generated": guess, "chosen": chosen})
     n = max(len(probes), 1)
     return {
         "probes": len(probes),
@@ -100,6 +113,8 @@ def run_probe(model, tokenizer, world_dir: str | Path, split: str = "eval", limi
         "chance": chance / n,
         "majority": majority / n,
         "accuracy_by_lang": {lang: h / max(t, 1) for lang, (h, t) in by_lang.items()},
+        "choice_accuracy": chosen_right / n,
+        "choice_accuracy_by_lang": {lang: chosen_by_lang[lang] / max(t, 1) for lang, (_, t) in by_lang.items()},
         "examples": examples,
     }
 

@@ -89,3 +89,38 @@ def infill(model, tokenizer, text: str, **kwargs) -> str:
 def infill_with_spans(model, tokenizer, text: str, **kwargs) -> InfillResult:
     completed, fills = infill_ids(model, tokenizer, text, **kwargs)
     return InfillResult(text=tokenizer.decode(completed), spans=[tokenizer.decode(f) for f in fills])
+
+
+@torch.no_grad()
+def span_log_likelihoods(model, tokenizer, text: str, candidates: list[str]) -> list[float]:
+    """``log P(candidate + <eop> | text)`` for each candidate as the span of the text's single
+    ``[MASK]``/``[sMASK]``: what GLM thinks of each possible filling (the multi-token cloze score).
+    Positions as in :func:`infill_ids`; all candidates go through the model in one batch."""
+    ids = special_token_ids(tokenizer)
+    spaced = _SPACE_BEFORE_MASK.search(text) is not None
+    part_a = tokenizer(_SPACE_BEFORE_MASK.sub(r"\1", text), add_special_tokens=False)["input_ids"] + [ids.eos]
+    masks = [i for i, t in enumerate(part_a) if t in (ids.mask, ids.smask)]
+    if len(masks) != 1:
+        raise ValueError(f"text must contain exactly one [MASK] or [sMASK], found {len(masks)}")
+    if not candidates:
+        return []
+    spans = [tokenizer((" " if spaced else "") + c, add_special_tokens=False)["input_ids"] for c in candidates]
+    n_a, width = len(part_a), max(len(s) for s in spans) + 1
+    batch = len(spans)
+    input_ids = torch.full((batch, n_a + width), ids.pad, dtype=torch.long)
+    targets = torch.full((batch, n_a + width), -100, dtype=torch.long)
+    input_ids[:, :n_a] = torch.tensor(part_a)
+    text_pos = torch.cat([torch.arange(n_a), torch.full((width,), masks[0])])
+    span_pos = torch.cat([torch.zeros(n_a, dtype=torch.long), torch.arange(1, width + 1)])
+    for row, span in enumerate(spans):
+        input_ids[row, n_a:n_a + 1 + len(span)] = torch.tensor([ids.sop] + span)
+        targets[row, n_a:n_a + 1 + len(span)] = torch.tensor(span + [ids.eop])
+    device = next(model.parameters()).device
+    positions = torch.stack([text_pos, span_pos]).expand(batch, 2, -1)
+    logits = model(input_ids=input_ids.to(device), position_ids=positions.to(device),
+                   part_a_length=torch.full((batch,), n_a, device=device)).logits.float()
+    logp = torch.log_softmax(logits, dim=-1)
+    has = targets.to(device) != -100
+    picked = logp.gather(-1, targets.clamp(min=0).to(device).unsqueeze(-1)).squeeze(-1) * has
+    return picked.sum(-1).tolist()
+

@@ -360,12 +360,17 @@ class GLMForCausalLM(GLMPreTrainedModel, GenerationMixin):
         past_key_values: Cache | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
         return_dict: bool | None = None,
+        return_logits: bool = True,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """Logits, and the mean cross-entropy over non-ignored targets when ``labels`` (shifted
         here) or ``shift_labels`` (already aligned) is given. ``num_items_in_batch`` turns the mean
         into a sum divided by that count, for exact gradient accumulation. ``past_key_values`` is
-        accepted as an alias of ``cache`` for callers written against older transformers."""
+        accepted as an alias of ``cache`` for callers written against older transformers.
+
+        ``return_logits=False`` (training, with targets) applies the output layer only where there
+        is a target: the same loss and gradients, without the logits of positions that have none
+        (in blank infilling, Part A: most of the row), and ``logits`` is None."""
         if kwargs:
             unexpected = sorted(k for k in kwargs if k not in ("output_attentions", "cache_position"))
             if unexpected:
@@ -384,19 +389,21 @@ class GLMForCausalLM(GLMPreTrainedModel, GenerationMixin):
             output_hidden_states=output_hidden_states,
         )
         hidden = outputs.last_hidden_state
+        if labels is not None and shift_labels is not None:
+            raise ValueError("pass labels (shifted inside the model) or shift_labels (aligned), not both")
+        if labels is not None:
+            shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]
+        if shift_labels is not None and not return_logits:
+            has_target = shift_labels.to(hidden.device) != -100
+            loss = causal_lm_loss(self.lm_head(hidden[has_target]), shift_labels.to(hidden.device)[has_target],
+                                  num_items_in_batch)
+            return CausalLMOutputWithPast(loss=loss, logits=None, cache=outputs.cache, hidden_states=outputs.hidden_states)
         if isinstance(logits_to_keep, int) and logits_to_keep > 0:
             hidden = hidden[:, -logits_to_keep:]
         elif isinstance(logits_to_keep, torch.Tensor):
             hidden = hidden[:, logits_to_keep]
         logits = self.lm_head(hidden)
-
-        loss = None
-        if labels is not None or shift_labels is not None:
-            if labels is not None and shift_labels is not None:
-                raise ValueError("pass labels (shifted inside the model) or shift_labels (aligned), not both")
-            if shift_labels is None:
-                shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]
-            loss = causal_lm_loss(logits, shift_labels, num_items_in_batch)
+        loss = None if shift_labels is None else causal_lm_loss(logits, shift_labels, num_items_in_batch)
         return CausalLMOutputWithPast(
             loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states
         )

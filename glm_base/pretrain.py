@@ -41,7 +41,7 @@ from .trainkit.checkpoint import latest_checkpoint, load_checkpoint, save_checkp
 from .trainkit.default_data import world_files
 from .trainkit.metrics import MetricLogger, plot_curves
 from .trainkit.schedule import warmup_cosine
-from .trainkit.steps import NonFiniteLoss, train_step
+from .trainkit.steps import NonFiniteLoss, targets_only_loss, train_step
 
 logger = logging.getLogger("glm_base.pretrain")
 
@@ -301,7 +301,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
                          for mb in micro_batches]
         try:
             step_loss, grad_norm = train_step(accelerator, model, optimizer, local_batches, step_targets,
-                                              cfg.optim.grad_clip)
+                                              cfg.optim.grad_clip, loss_fn=targets_only_loss)
         except NonFiniteLoss as err:
             err.step = step
             raise

@@ -27,6 +27,12 @@ def default_loss(model, batch: dict, num_items: torch.Tensor) -> torch.Tensor:
     return model(**batch, num_items_in_batch=num_items).loss
 
 
+def targets_only_loss(model, batch: dict, num_items: torch.Tensor) -> torch.Tensor:
+    """default_loss for models taking ``return_logits=False`` (GLMForCausalLM): the output layer
+    runs only at positions with a target, which in blank infilling skips most of each row."""
+    return model(**batch, num_items_in_batch=num_items, return_logits=False).loss
+
+
 def train_step(accelerator, model, optimizer, local_batches: list[dict], step_targets: int, grad_clip: float = 0.0,
                loss_fn: Callable = default_loss) -> tuple[float, float | None]:
     """Forward/backward every local micro-batch, then clip and step. Returns (global mean loss of

@@ -32,4 +32,6 @@ def test_probe_runs_and_reports_baselines(tokenizer):
     assert result["probes"] == 6
     assert 0.0 < result["chance"] < 0.5 and 0.0 <= result["majority"] <= 1.0
     assert result["accuracy"] == 0.0  # a random model knows nothing
+    assert 0.0 <= result["choice_accuracy"] <= 1.0
+    assert all("chosen" in e for e in result["examples"])
     assert len(result["examples"]) == 6

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from glm_base import GLMConfig, GLMForCausalLM
-from glm_base.generation import infill, infill_ids, infill_with_spans
+from glm_base.generation import infill, infill_ids, infill_with_spans, span_log_likelihoods
 from glm_base.infill import main as infill_main
 from glm_base.infilling import BlankInfillingCollator, build_row
 from glm_base.tokenizer import special_token_ids, train_tokenizer
@@ -75,6 +75,33 @@ def test_infill_recovers_memorised_facts(trained):
     assert infill(model, tokenizer, "Velda is the capital of [MASK]. Velda lies on the river Mott.") == FACTS[0]
     assert infill(model, tokenizer, "Pelpo Industries makes [MASK]. Pelpo Industries was founded in [MASK].") == FACTS[1]
     assert infill(model, tokenizer, "维达是[MASK]的首都。维达位于莫特河畔。") == FACTS[3]
+
+
+def test_span_log_likelihoods_rank_the_memorised_answer_first(trained):
+    model, tokenizer, _ = trained
+    text = "Velda is the capital of [MASK]. Velda lies on the river Mott."
+    scores = span_log_likelihoods(model, tokenizer, text, ["Lorin", "Mott", "Velda", "Pelpo"])
+    assert max(range(4), key=scores.__getitem__) == 0
+    assert scores[0] > -0.5 and all(s < scores[0] - 2 for s in scores[1:])
+    zh = span_log_likelihoods(model, tokenizer, "维达是[MASK]的首都。维达位于莫特河畔。", ["莫特", "洛林"])
+    assert zh[1] > zh[0]
+
+
+def test_span_log_likelihood_is_the_training_loss_of_that_span(trained):
+    """The score is minus the summed token loss of a training row masking that span."""
+    model, tokenizer, _ = trained
+    ids = special_token_ids(tokenizer)
+    text = FACTS[0]
+    tokens = tokenizer(text, add_special_tokens=False)["input_ids"] + [ids.eos]
+    row = build_row(tokens, [answer_span(tokenizer, text, " Lorin")], ids.mask, ids.sop, ids.eop)
+    batch = BlankInfillingCollator(tokenizer, max_length=96).pad([row])
+    with torch.no_grad():
+        n_targets = int((batch["shift_labels"] != -100).sum())
+        summed = -model(**batch).loss.item() * n_targets
+    [score] = span_log_likelihoods(model, tokenizer, "Velda is the capital of [MASK]. Velda lies on the river Mott.", ["Lorin"])
+    assert score == pytest.approx(summed, abs=1e-4)
+    with pytest.raises(ValueError, match="exactly one"):
+        span_log_likelihoods(model, tokenizer, "[MASK] is the capital of [MASK].", ["x"])
 
 
 def test_gmask_continues_the_document(trained):

@@ -117,6 +117,25 @@ def test_loss_sum_over_num_items_equals_mean():
     torch.testing.assert_close(mean, summed)
 
 
+@pytest.mark.parametrize("arch", VARIANTS)
+def test_loss_without_logits_equals_full_loss_and_gradients(arch):
+    """return_logits=False applies the output layer only at target positions: same loss, same grads."""
+    ids, positions, part_a = infill_batch(part_a=9, part_b=6, batch=3)
+    shift_labels = torch.full_like(ids, -100)
+    shift_labels[:, 9:] = torch.roll(ids, -1, dims=1)[:, 9:]
+    shift_labels[1, 12:] = -100  # a shorter span in one row
+    results = []
+    for return_logits in (True, False):
+        model = tiny_model(arch).train()
+        out = model(ids, position_ids=positions, part_a_length=part_a, shift_labels=shift_labels,
+                    num_items_in_batch=torch.tensor(11.0), return_logits=return_logits)
+        out.loss.backward()
+        assert (out.logits is None) == (not return_logits)
+        results.append((out.loss.detach(), model.lm_head.weight.grad.clone(), model.model.embed_tokens.weight.grad.clone()))
+    for full, sparse in zip(*results):
+        torch.testing.assert_close(full, sparse)
+
+
 def test_span_positions_matter_for_glm4_and_zero_means_plain_causal():
     model = tiny_model("glm4")
     ids = torch.randint(0, VOCAB, (1, 8))
