@@ -21,10 +21,12 @@ caused it; nothing is written when one is raised.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import hashlib
 import hmac
 import logging
+import math
 import os
 import random
 import re
@@ -66,6 +68,7 @@ ROLES = ("annotator", "reviewer", "admin")
 FLAGS = ("harmful", "needless_refusal", "language_mixing", "factual_error", "unhelpful")
 ASSIGNMENT_STATUSES = ("active", "done", "skipped", "expired")
 MAX_RATIONALE_CHARS = 20_000
+HINT_TTL_S = 1.0  # how long next_item's shared candidate list is reused
 DEFAULT_URL = "sqlite:///annotations.db"
 USERNAME_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
@@ -80,6 +83,11 @@ class SubmissionError(StoreError):
 
 class AccessError(StoreError):
     """The caller may not do this (unknown/disabled user, wrong role, someone else's item)."""
+
+
+class WouldBlock(Exception):
+    """Raised inside :meth:`Store.nowait` when a write would have to wait for another writer.
+    Nothing was written; the same call made normally (in a thread that may wait) is safe."""
 
 
 def utcnow() -> dt.datetime:
@@ -240,7 +248,8 @@ def make_engine(url: str, *, busy_timeout_s: float = 30.0, echo: bool = False, *
 
     Transactions on connections with the execution option `write=True` start with
     `BEGIN IMMEDIATE` on SQLite (the write lock is taken up front, so the transaction cannot fail
-    "database is locked" half-way); others start with a plain deferred `BEGIN`.
+    "database is locked" half-way); others start with a plain deferred `BEGIN`, or with none
+    when the option `snapshot=False` is set (statements then run in autocommit mode).
     """
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
@@ -263,10 +272,12 @@ def make_engine(url: str, *, busy_timeout_s: float = 30.0, echo: bool = False, *
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):  # noqa: ANN001
-            if conn.get_execution_options().get("write"):
+            options = conn.get_execution_options()
+            if options.get("write"):
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
-            else:
+            elif options.get("snapshot", True):
                 conn.exec_driver_sql("BEGIN")
+            # snapshot=False: no BEGIN, each statement reads the latest commit on its own (autocommit)
 
         return engine
     if u.drivername == "postgresql":
@@ -348,7 +359,16 @@ class Store:
         self._write = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
         self._write_lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
         self._write_engine = self.engine.execution_options(write=True)
+        self._hot_read_engine = self.engine.execution_options(snapshot=False)
+        # nowait(): SQLite writes that fail at once instead of waiting for another process's writer
+        self._nowait = contextvars.ContextVar("annotation_store_nowait", default=False)
+        on_disk = self.is_sqlite and (make_url(url).database or ":memory:") != ":memory:"
+        self._nowait_write_engine = (make_engine(url, busy_timeout_s=0.0, **(engine_kwargs or {})).execution_options(write=True)
+                                     if on_disk else self._write_engine)
         self._prepare_statements()
+        self._hint: list[int] = []
+        self._hint_read_at = -math.inf
+        self._hint_lock = threading.Lock()
         if migrate:
             upgrade(self.engine)
 
@@ -361,19 +381,21 @@ class Store:
         self._q_open = (
             select(U.c.id.label("uid"), U.c.active, A.c.id.label("aid"), A.c.prompt_id.label("pid"),
                    A.c.lease_expires_at.label("expires"))
-            .select_from(U.outerjoin(A, and_(A.c.user_id == U.c.id, A.c.status == "active",
-                                             A.c.lease_expires_at > bindparam("fresh_after", type_=DateTime()))))
+            .select_from(U.outerjoin(A, and_(A.c.user_id == U.c.id, A.c.status == "active")))
             .where(U.c.name == name).order_by(A.c.id).limit(1))
-        self._q_prompt = select(P.c.id, P.c.ext_id, P.c.lang, P.c.category, P.c.prompt, P.c.messages).where(P.c.id == pid)
-        self._q_responses = select(R.c.id, R.c.text).where(R.c.prompt_id == pid).order_by(R.c.position)
-        self._q_response_ids = select(R.c.id).where(R.c.prompt_id == pid).order_by(R.c.position)
+        self._q_item = (select(P.c.id, P.c.ext_id, P.c.lang, P.c.category, P.c.prompt, P.c.messages,
+                               R.c.id.label("rid"), R.c.text)
+                        .select_from(P.outerjoin(R, R.c.prompt_id == P.c.id)).where(P.c.id == pid)
+                        .order_by(R.c.position))
         self._q_progress = (select(A.c.status, func.count()).where(A.c.user_id == bindparam("uid"))
                             .group_by(A.c.status))
-        self._q_submit_ctx = (
-            select(U.c.id.label("uid"), U.c.active, A.c.id.label("aid"), A.c.status, A.c.leased_at, RK.c.id.label("rid"))
+        self._q_submit_ctx = (  # one row per response of the prompt (its id in resp_id)
+            select(U.c.id.label("uid"), U.c.active, A.c.id.label("aid"), A.c.status, A.c.leased_at, RK.c.id.label("rid"),
+                   R.c.id.label("resp_id"))
             .select_from(U.outerjoin(A, and_(A.c.user_id == U.c.id, A.c.prompt_id == pid))
-                         .outerjoin(RK, and_(RK.c.user_id == U.c.id, RK.c.prompt_id == pid)))
-            .where(U.c.name == name))
+                         .outerjoin(RK, and_(RK.c.user_id == U.c.id, RK.c.prompt_id == pid))
+                         .outerjoin(R, R.c.prompt_id == pid))
+            .where(U.c.name == name).order_by(R.c.position))
         self._q_submit_check = (select(A.c.status, U.c.active).select_from(A.join(U, U.c.id == A.c.user_id))
                                 .where(A.c.id == bindparam("aid")))
         # allocation (next_item's write path)
@@ -396,11 +418,32 @@ class Store:
         A3 = A.alias("a3")
         mine = select(A3.c.id).where(A3.c.prompt_id == P.c.id, A3.c.user_id == uid, A3.c.status != "expired").exists()
         f = filled()
-        cand = select(P.c.id).where(~mine, f < self.overlap).order_by(f.desc(), P.c.id).limit(1)
+        cand = select(P.c.id).where(~mine, f < self.overlap).order_by(f.desc(), P.c.id)
+        self._q_candidates = cand.limit(bindparam("n"))  # read outside the write lock, verified inside
+        self._q_hint = select(P.c.id).where(f < self.overlap).order_by(f.desc(), P.c.id).limit(64)
+        cand = cand.limit(1)
         self._q_candidate = cand if self.is_sqlite else cand.with_for_update(skip_locked=True, of=P)
         self._q_any_candidate = select(P.c.id).where(~mine, f < self.overlap).limit(1)
         self._q_filled = select(f).where(P.c.id == pid)
         self._q_assignment_of = select(A.c.id).where(A.c.prompt_id == pid, A.c.user_id == uid)
+        # Inside the write transaction one statement picks the first of the candidates (read before,
+        # outside the lock) that is still free for the user, and only if the user is still active and
+        # still holds no open item; None sends next_item to its general path.
+        A5 = A.alias("a5")
+        user_ok = select(U.c.id).where(U.c.id == uid, U.c.active == True).exists()  # noqa: E712
+        user_busy = select(A5.c.id).where(A5.c.user_id == uid, A5.c.status == "active").exists()
+        among = (select(P.c.id).where(P.c.id.in_(bindparam("cands", expanding=True)), ~mine, f < self.overlap,
+                                      user_ok, ~user_busy)
+                 .order_by(f.desc(), P.c.id).limit(1))
+        # PostgreSQL: the user's row is locked first (one lease at a time per user) and prompts being
+        # leased by others are passed over (SKIP LOCKED, so leases never wait on each other).
+        self._q_candidate_among = among if self.is_sqlite else among.with_for_update(skip_locked=True, of=P)
+        self._lock_user = select(U.c.id).where(U.c.id == uid).with_for_update()
+        # submit: the assignment is marked done only if it is still the user's (not skipped) and the
+        # user is still active; 0 rows updated = refused, and the transaction rolls back.
+        self._upd_submit = (update(A).where(A.c.id == bindparam("b_aid"), A.c.status != "skipped",
+                                             select(U.c.active).where(U.c.id == A.c.user_id).scalar_subquery() == True)  # noqa: E712
+                            .values(status="done", finished_at=bindparam("b_now", type_=DateTime())))
         self._ins_assignment = insert(A)
         self._upd_assignment = update(A).where(A.c.id == bindparam("b_aid"))
         self._ins_ranking = insert(RK).returning(RK.c.id)
@@ -408,6 +451,7 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        self._nowait_write_engine.engine.dispose()
 
     # -- sessions -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -430,17 +474,51 @@ class Store:
 
     @contextlib.contextmanager
     def _rconn(self):
-        """A read transaction on a Core connection (deferred BEGIN; never blocks writers under WAL)."""
-        with self.engine.begin() as c:
+        """Reads on a Core connection for the hot paths: on SQLite without a transaction around them
+        (each statement sees the latest commit; what they read together cannot disagree in a way
+        that matters: immutable prompts and responses, a user's own rows), which saves a BEGIN and a
+        COMMIT per call; never blocks writers under WAL. Elsewhere a read transaction."""
+        with self._hot_read_engine.begin() as c:
             yield c
 
     @contextlib.contextmanager
     def _wconn(self):
         """A write transaction on a Core connection: all or nothing (SQLite: BEGIN IMMEDIATE, with
-        this process's writers queued on a Python lock first, as in `write`)."""
-        with self._write_lock:
-            with self._write_engine.begin() as c:
-                yield c
+        this process's writers queued on a Python lock first, as in `write`). Inside `nowait()` on
+        SQLite: WouldBlock instead of waiting, for the lock or for another process's writer."""
+        if not (self.is_sqlite and self._nowait.get()):
+            with self._write_lock:
+                with self._write_engine.begin() as c:
+                    yield c
+            return
+        if not self._write_lock.acquire(blocking=False):
+            raise WouldBlock("another writer of this process holds the write lock")
+        try:
+            conn = self._nowait_write_engine.connect()
+            try:
+                trans = conn.begin()  # BEGIN IMMEDIATE with a busy timeout of 0
+            except OperationalError as e:
+                conn.close()
+                if "locked" in str(e.orig).lower() or "busy" in str(e.orig).lower():
+                    raise WouldBlock("another process is writing to the database") from None
+                raise
+            with conn:
+                with trans:
+                    yield conn
+        finally:
+            self._write_lock.release()
+
+    @contextlib.contextmanager
+    def nowait(self):
+        """Calls made inside never wait for a writer: on SQLite a write transaction that would wait
+        (for this process's write lock or another process's writer) raises WouldBlock before
+        anything is written. Reads never wait under WAL. Lets an event loop run the hot calls
+        itself and hand them to a thread only when they would block (see annotation_ui.app)."""
+        token = self._nowait.set(True)
+        try:
+            yield
+        finally:
+            self._nowait.reset(token)
 
     def _lock(self, stmt):
         """SELECT ... FOR UPDATE where the database has row locks (SQLite already holds the write lock)."""
@@ -563,20 +641,70 @@ class Store:
     def next_item(self, username: str | None) -> dict:
         """The user's current assignment, or a new one (lease renewed); {"item_id": None} when none is left.
 
-        The hot path of the app: SQLAlchemy Core on one connection (no ORM objects), a few indexed
-        statements per call. The fast path (an open assignment with more than half of its lease
-        left) only reads; otherwise one short write transaction leases an item.
+        The hot path of the app: SQLAlchemy Core (no ORM objects), a few indexed statements per call,
+        and as little as possible inside the write transaction (SQLite has one writer at a time, so
+        its length bounds the app's throughput). An open assignment with more than half of its lease
+        left is only read. A user with no open assignment is offered the shared candidate hint (the
+        prompts with free slots, fullest first, ranked outside the write lock at most once a second);
+        the write transaction picks the first one still free for this user in a single statement and
+        leases it. Anything else (a lease to renew or expire, nothing free in the hint or in the
+        user's own exact ranking) takes the general path, which decides everything inside the write
+        transaction.
         """
         now = utcnow()
         expires = now + dt.timedelta(seconds=self.lease_seconds)
         name = username or ""
-        # Fast path, no write lock: the user and their open assignment in one statement.
         with self._rconn() as c:
-            row = c.execute(self._q_open, {"name": name, "fresh_after": now + dt.timedelta(seconds=self.lease_seconds / 2)}).first()
+            row = c.execute(self._q_open, {"name": name}).first()
             if row is None or not row.active:
                 raise AccessError(f"user {username!r} is unknown or disabled")
-            if row.aid is not None:
-                return self._payload(c, row.uid, row.pid, row.expires)
+            uid = row.uid
+            if row.aid is not None and row.expires > now + dt.timedelta(seconds=self.lease_seconds / 2):
+                return self._payload(c, uid, row.pid, row.expires)
+            hint = self._candidate_hint(c, now) if row.aid is None else []
+        leased = self._lease_candidate(uid, hint, now, expires) if hint else None
+        if leased is None and row.aid is None:
+            # Nothing in the shared hint is free for this user: rank the prompts for them exactly.
+            self._hint_read_at = -math.inf
+            with self._rconn() as c:
+                own = list(c.scalars(self._q_candidates, {"uid": uid, "now": now, "n": 32}))
+            leased = self._lease_candidate(uid, own, now, expires) if own else None
+        return leased if leased is not None else self._next_item_locked(username, now, expires)
+
+    def _candidate_hint(self, c, now: dt.datetime) -> list[int]:
+        """Up to 64 prompts with free slots, fullest first, for any user. Ranking them scans every
+        prompt, so the list is shared by all calls and read again at most every HINT_TTL_S seconds
+        (or when it ran dry for someone); it is only a hint, re-checked inside the write transaction."""
+        if time.monotonic() - self._hint_read_at > HINT_TTL_S:
+            with self._hint_lock:
+                if time.monotonic() - self._hint_read_at > HINT_TTL_S:
+                    self._hint = list(c.scalars(self._q_hint, {"now": now}))
+                    self._hint_read_at = time.monotonic()
+        return self._hint
+
+    def _lease_candidate(self, uid: int, candidates: list[int], now: dt.datetime, expires: dt.datetime) -> dict | None:
+        """Lease the first of `candidates` still free for user `uid` in a short write transaction
+        (two writing statements on SQLite, then the item's reads); the next_item answer, or None: sends the caller to the general path (user disabled or holding an item
+        meanwhile, every candidate taken, the user's own expired lease of the candidate)."""
+        try:
+            with self._wconn() as c:
+                if not self.is_sqlite:
+                    c.execute(self._lock_user, {"uid": uid})
+                pid = c.scalar(self._q_candidate_among, {"uid": uid, "now": now, "cands": candidates})
+                if pid is None:
+                    return None
+                if not self.is_sqlite and c.scalar(self._q_filled, {"pid": pid, "now": now}) >= self.overlap:
+                    return None  # filled by a transaction that committed after our snapshot
+                c.execute(self._ins_assignment, {"prompt_id": pid, "user_id": uid, "status": "active", "leased_at": now,
+                                                 "lease_expires_at": expires, "finished_at": None})
+                return self._payload(c, uid, pid, expires)
+        except IntegrityError:
+            return None  # the user's expired lease of this prompt exists: the general path reuses it
+
+    def _next_item_locked(self, username: str | None, now: dt.datetime, expires: dt.datetime) -> dict:
+        """next_item deciding everything inside one write transaction (lease renewal/expiry, no
+        candidates left, races); retried when PostgreSQL's SKIP LOCKED passes over busy prompts."""
+        name = username or ""
         for attempt in range(50):
             try:
                 with self._wconn() as c:
@@ -615,8 +743,9 @@ class Store:
 
     def _payload(self, c, uid: int, pid: int, expires: dt.datetime) -> dict:
         """The next_item answer for prompt `pid` leased to user `uid` (Core reads on connection c)."""
-        p = c.execute(self._q_prompt, {"pid": pid}).one()
-        responses = [{"id": r.id, "text": r.text} for r in c.execute(self._q_responses, {"pid": pid})]
+        rows = c.execute(self._q_item, {"pid": pid}).all()  # the prompt, once per response
+        p = rows[0]
+        responses = [{"id": r.rid, "text": r.text} for r in rows if r.rid is not None]
         # Blind, per-annotator order (stable across reloads): position bias averages out.
         random.Random(f"{uid}:{pid}").shuffle(responses)
         return {
@@ -661,7 +790,8 @@ class Store:
             raise SubmissionError(f"time_spent_s must be a number of seconds, got {time_spent_s!r}") from None
         # Phase 1 (read, no write lock): who, which assignment, already done?, validate.
         with self._rconn() as c:
-            row = c.execute(self._q_submit_ctx, {"name": username or "", "pid": pid}).first()
+            rows = c.execute(self._q_submit_ctx, {"name": username or "", "pid": pid}).all()
+            row = rows[0] if rows else None
             if row is None or not row.active:
                 raise AccessError(f"user {username!r} is unknown or disabled")
             uid = row.uid
@@ -669,29 +799,28 @@ class Store:
                 raise AccessError(f"item {item_id!r} is not assigned to you")
             if row.rid is not None:
                 return self._duplicate(c, uid, pid, row.rid)
-            resp_ids = list(c.scalars(self._q_response_ids, {"pid": pid}))
+            resp_ids = [r.resp_id for r in rows if r.resp_id is not None]
             rank_by_id, flags_by_id = _validate_ranking(resp_ids, ranks, flags)
         now = utcnow()
         if time_spent is None:  # measured on the server: from when the item was first leased
             time_spent = max(0.0, (now - row.leased_at).total_seconds())
         dense = dense_ranks([rank_by_id[i] for i in resp_ids])
-        # Phase 2 (one short write transaction): ranking, its entries, the assignment, all or nothing;
-        # the progress returned is read inside it, so it counts this ranking exactly.
+        # Phase 2 (one short write transaction): the assignment marked done (only if still the user's
+        # and the user still active), the ranking and its entries; all or nothing.
         try:
             with self._wconn() as c:
-                chk = c.execute(self._q_submit_check, {"aid": row.aid}).first()
-                if chk is None or chk.status == "skipped":
+                if c.execute(self._upd_submit, {"b_aid": row.aid, "b_now": now}).rowcount != 1:
+                    chk = c.execute(self._q_submit_check, {"aid": row.aid}).first()
+                    if chk is not None and chk.status != "skipped" and not chk.active:
+                        raise AccessError(f"user {username!r} is unknown or disabled")
                     raise AccessError(f"item {item_id!r} is not assigned to you")
-                if not chk.active:
-                    raise AccessError(f"user {username!r} is unknown or disabled")
                 rid = c.execute(self._ins_ranking, {
                     "prompt_id": pid, "user_id": uid, "assignment_id": row.aid, "rationale": rationale,
                     "time_spent_s": time_spent, "created_at": now}).scalar_one()
                 c.execute(self._ins_entries, [
                     {"ranking_id": rid, "response_id": i, "rank": k, "flags": ",".join(flags_by_id.get(i, ()))}
                     for i, k in zip(resp_ids, dense)])
-                c.execute(self._upd_assignment, {"b_aid": row.aid, "status": "done", "finished_at": now})
-                progress = self._progress_c(c, uid)
+                progress = self._progress_c(c, uid)  # inside: counts this ranking exactly
         except IntegrityError:
             # The unique (prompt, annotator) constraint: a concurrent identical submit won the race.
             with self._rconn() as c:

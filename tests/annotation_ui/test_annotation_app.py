@@ -103,6 +103,37 @@ def test_roundtrip_with_gradio_client(app, tmp_path):
     assert row["ranking"] == [by_text[t] for t in row["responses"]]
 
 
+def test_submit_waits_on_a_database_thread_while_another_process_writes(app):
+    """While another process holds SQLite's write lock, a submit is not refused and does not stall
+    the server: the event loop hands it to the database thread, which waits for the lock; other
+    requests are answered meanwhile; the ranking is stored once the lock is released."""
+    import sqlite3
+    import threading
+    import time
+
+    app["store"].add_user("carol", "annotator", "pw-carol-123")
+    c = client(app, "carol")
+    item = c.predict(api_name="/next_item")
+    ranks = {str(r["id"]): k + 1 for k, r in enumerate(item["responses"])}
+    other = sqlite3.connect(str(app["dir"] / "app.db"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    result = {}
+    job = threading.Thread(target=lambda: result.update(c.predict(item["item_id"], ranks, {}, "", None,
+                                                                  api_name="/submit_ranking")))
+    job.start()
+    time.sleep(1.0)
+    assert job.is_alive()  # waiting for the lock, not refused
+    t0 = time.perf_counter()
+    assert httpx.get(app["url"], timeout=10).status_code == 200  # the loop is free: the login page
+    assert time.perf_counter() - t0 < 2.0
+    other.execute("ROLLBACK")
+    other.close()
+    job.join(timeout=30)
+    assert result.get("ok") and not result.get("duplicate")
+    stored = app["store"].item_detail(item["item_id"])["rankings"]
+    assert [r["ranks"] for r in stored if r["annotator"] == "carol"] == [{int(k): v for k, v in ranks.items()}]
+
+
 def test_wrong_password_and_anonymous(app):
     from gradio_client import Client
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from annotation_ui import io as aio
 from annotation_ui.store import (
-    AccessError, Store, StoreError, SubmissionError, current_revision, head_revision, hash_password,
+    AccessError, Store, StoreError, SubmissionError, WouldBlock, current_revision, head_revision, hash_password,
     make_engine, upgrade, verify_password,
 )
 
@@ -217,6 +217,77 @@ def test_concurrent_submits_threads(db_url):
         assert store.progress(u)["done"] == 10
     for item in store.items_with_rankings():
         assert len(item["rankings"]) <= 4
+    store.close()
+
+
+def test_concurrent_leases_respect_overlap_and_one_item_per_user(db_url):
+    """16 users x 2 tabs lease at once from 6 prompts with k=2 (12 slots): never more than k
+    annotators on a prompt, both tabs of a user get the same item, exactly 12 users get one."""
+    store = Store(db_url, overlap=2)
+    store.import_rows([aio.validate_item(r, "t") for r in make_items(6)])
+    users = [f"u{i}" for i in range(16)]
+    for u in users:
+        store.add_user(u, "annotator", "pw-" + u)
+    got: dict[str, list] = {u: [] for u in users}
+    errors = []
+    barrier = threading.Barrier(32)
+
+    def tab(u):
+        try:
+            barrier.wait()
+            got[u].append(store.next_item(u)["item_id"])
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=tab, args=(u,)) for u in users for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert all(len(set(v)) == 1 for v in got.values()), got  # one item per user, the same in both tabs
+    served = [v[0] for v in got.values() if v[0] is not None]
+    assert len(served) == 12
+    assert max(served.count(pid) for pid in set(served)) == 2
+    with store.engine.connect() as c:
+        per_prompt = c.execute(text("SELECT prompt_id, count(*) FROM assignments WHERE status = 'active' "
+                                    "GROUP BY prompt_id")).all()
+    assert sorted(n for _, n in per_prompt) == [2] * 6
+    store.close()
+
+
+def test_nowait_raises_instead_of_waiting_and_writes_nothing(sqlite_url):
+    """store.nowait(): a write that would wait (this process's lock, another process's writer)
+    raises WouldBlock at once with nothing stored; the same call made normally then succeeds."""
+    import sqlite3
+
+    store = Store(sqlite_url, overlap=2)
+    store.import_rows([aio.validate_item(r, "t") for r in make_items(3)])
+    store.add_user("ann", "annotator", "pw-ann")
+    with store.nowait():
+        item = store.next_item("ann")  # nothing in the way: runs as usual
+    # 1. another thread of this process is inside a write transaction
+    store._write_lock.acquire()
+    try:
+        with store.nowait(), pytest.raises(WouldBlock):
+            store.submit_ranking("ann", item["item_id"], rank_all(item))
+    finally:
+        store._write_lock.release()
+    assert store.counts()["rankings"] == 0
+    # 2. another process (here: another connection) holds SQLite's write lock
+    other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        t0 = time.perf_counter()
+        with store.nowait(), pytest.raises(WouldBlock):
+            store.submit_ranking("ann", item["item_id"], rank_all(item))
+        assert time.perf_counter() - t0 < 1.0  # did not sit in the 30 s busy timeout
+        assert store.counts()["rankings"] == 0
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert store.submit_ranking("ann", item["item_id"], rank_all(item))["duplicate"] is False
+    assert store.counts()["rankings"] == 1
     store.close()
 
 
