@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
          "--limit", "60" if args.quick else "300", "--out", str(probe_json)],
         logs / "fact_probe.log")
     probe = json.loads(probe_json.read_text(encoding="utf-8"))
-    summary["fact_probe"] = {k: probe[k] for k in ("probes", "accuracy", "chance", "majority", "accuracy_by_lang")}
+    summary["fact_probe"] = {k: probe[k] for k in ("probes", "accuracy", "choice_accuracy", "chance", "majority",
+                                                   "accuracy_by_lang")}
 
     exported = out / "export-hf"
     summary["stages"]["export"] = stage("5. export to transformers GlmForCausalLM",
@@ -133,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(f"| {objective} | {pretrain[f'eval/{objective}/loss']:.3f} | "
                      f"{pretrain[f'eval/{objective}/accuracy']:.3f} | {pretrain[f'eval/{objective}/unigram_accuracy']:.3f} |")
     lines += ["", f"Loss curve: `{pretrain_dir / 'loss_curve.png'}`", "",
-              "## Fact probe", "", f"{probe['probes']} held-out facts: accuracy {probe['accuracy']:.3f}, "
+              "## Fact probe", "", f"{probe['probes']} held-out facts: generated exactly {probe['accuracy']:.3f}, "
+              f"ranked first among the relation's values {probe['choice_accuracy']:.3f}; "
               f"chance {probe['chance']:.3f}, majority {probe['majority']:.3f}", "",
               f"Export parity (max |logit diff|): {summary['export_max_abs_logit_diff']:.2e}", "",
               "## Annotation", "", f"{summary['annotation']['submissions']} simulated rankings of "
