@@ -6,6 +6,7 @@ the UI to Chinese, and saves screenshots under tests/artifacts/.
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 from pathlib import Path
@@ -55,72 +56,86 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_browser_login_rank_submit(tmp_path, request):
+@pytest.fixture
+def chromium():
+    """Skips with the reason when chromium or playwright is missing; makes the artefact folder."""
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def app_in_browser(store: Store, url: str, overlap: int):
+    """The app served on `store` and a headless chromium: yields (base URL, browser), then closes
+    the browser, the server and the store."""
     from playwright.sync_api import sync_playwright
 
+    demo, base, _ = launch(ServeConfig(db=url, port=free_port(), overlap=overlap), block=False, store=store)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            try:
+                yield base, browser
+            finally:
+                browser.close()
+    finally:
+        demo.close()
+        store.close()
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+def test_browser_login_rank_submit(chromium, tmp_path):
     url = f"sqlite:///{tmp_path / 'b.db'}"
     store = Store(url, overlap=1)
     store.import_rows([aio.validate_item(r, "t") for r in ITEMS])
     store.add_user("alice", "annotator", "pw-alice-123")
-    demo, base, _ = launch(ServeConfig(db=url, port=free_port(), overlap=1), block=False, store=store)
     dialogs = []
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(base, wait_until="domcontentloaded")
-            page.locator("input").first.wait_for(timeout=30_000)
-            inputs = page.locator("input")
-            inputs.nth(0).fill("alice")
-            page.locator("input[type=password]").fill("pw-alice-123")
-            page.locator("button").filter(has_text="Login").click()
-            page.locator("#ann-response-0 .ann-response").wait_for(timeout=30_000)
-            page.wait_for_timeout(500)
+    with app_in_browser(store, url, overlap=1) as (base, browser):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(base, wait_until="domcontentloaded")
+        page.locator("input").first.wait_for(timeout=30_000)
+        inputs = page.locator("input")
+        inputs.nth(0).fill("alice")
+        page.locator("input[type=password]").fill("pw-alice-123")
+        page.locator("button").filter(has_text="Login").click()
+        page.locator("#ann-response-0 .ann-response").wait_for(timeout=30_000)
+        page.wait_for_timeout(500)
 
-            # HTML/JS in prompt and responses is displayed as text and never runs
-            prompt_text = page.locator("#ann-prompt").inner_text()
-            assert "<img src=x onerror=" in prompt_text and "<script>" in prompt_text
-            shown = "\n".join(page.locator(".ann-response").all_inner_texts())  # order is shuffled per annotator
-            for text in ITEMS[0]["responses"]:
-                assert text in shown
-            assert page.evaluate("window.__xss") is None
-            assert page.locator("#ann-prompt img, #ann-prompt script, .ann-response img, .ann-response a").count() == 0
+        # HTML/JS in prompt and responses is displayed as text and never runs
+        prompt_text = page.locator("#ann-prompt").inner_text()
+        assert "<img src=x onerror=" in prompt_text and "<script>" in prompt_text
+        shown = "\n".join(page.locator(".ann-response").all_inner_texts())  # order is shuffled per annotator
+        for text in ITEMS[0]["responses"]:
+            assert text in shown
+        assert page.evaluate("window.__xss") is None
+        assert page.locator("#ann-prompt img, #ann-prompt script, .ann-response img, .ann-response a").count() == 0
 
-            # rank with the keyboard: 1-9 rank the selected response and move on; a tie at 2
-            page.locator("body").click(position={"x": 5, "y": 5})
-            for key in ["2", "1", "2", "3"]:
-                page.keyboard.press(key)
-                page.wait_for_timeout(150)
-            page.locator("#ann-flags-0 input[type=checkbox]").first.check()  # "harmful" on A
-            page.locator("#ann-rationale textarea").fill("B refuses to run the script and says why.")
-            page.screenshot(path=str(ARTIFACTS / "annotation_annotator.png"), full_page=True)
-            page.locator("#ann-submit").click()
-            page.locator("#ann-status").filter(has_text="Saved item").wait_for(timeout=30_000)
-            assert page.evaluate("window.__xss") is None and dialogs == []
+        # rank with the keyboard: 1-9 rank the selected response and move on; a tie at 2
+        page.locator("body").click(position={"x": 5, "y": 5})
+        for key in ["2", "1", "2", "3"]:
+            page.keyboard.press(key)
+            page.wait_for_timeout(150)
+        page.locator("#ann-flags-0 input[type=checkbox]").first.check()  # "harmful" on A
+        page.locator("#ann-rationale textarea").fill("B refuses to run the script and says why.")
+        page.screenshot(path=str(ARTIFACTS / "annotation_annotator.png"), full_page=True)
+        page.locator("#ann-submit").click()
+        page.locator("#ann-status").filter(has_text="Saved item").wait_for(timeout=30_000)
+        assert page.evaluate("window.__xss") is None and dialogs == []
 
-            item = store.items_with_rankings()[0]
-            ranking = item["rankings"][0]
-            assert ranking["annotator"] == "alice"
-            assert ranking["rationale"] == "B refuses to run the script and says why."
-            assert sorted(ranking["ranks"].values()) == [1, 2, 2, 3]
-            assert sum(1 for f in ranking["flags"].values() if f == ["harmful"]) == 1
-            assert ranking["time_spent_s"] > 0
+        item = store.items_with_rankings()[0]
+        ranking = item["rankings"][0]
+        assert ranking["annotator"] == "alice"
+        assert ranking["rationale"] == "B refuses to run the script and says why."
+        assert sorted(ranking["ranks"].values()) == [1, 2, 2, 3]
+        assert sum(1 for f in ranking["flags"].values() if f == ["harmful"]) == 1
+        assert ranking["time_spent_s"] > 0
 
-            # the next item is shown; switch the UI to Chinese
-            page.locator("#ann-lang label").filter(has_text="中文").click()
-            page.get_by_text("提交").first.wait_for(timeout=15_000)
-            page.wait_for_timeout(300)
-            page.screenshot(path=str(ARTIFACTS / "annotation_annotator_zh.png"), full_page=True)
-            browser.close()
-    finally:
-        demo.close()
-        store.close()
+        # the next item is shown; switch the UI to Chinese
+        page.locator("#ann-lang label").filter(has_text="中文").click()
+        page.get_by_text("提交").first.wait_for(timeout=15_000)
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ARTIFACTS / "annotation_annotator_zh.png"), full_page=True)
 
 
 REVIEW_ITEMS = [
@@ -153,16 +168,9 @@ def _cells(table, n_rows: int, n_cols: int) -> list[list[str]]:
     return [[table.get_by_test_id(f"cell-{r}-{c}").inner_text().strip() for c in range(n_cols)] for r in range(n_rows)]
 
 
-def test_browser_reviewer_and_admin_views(tmp_path):
+def test_browser_reviewer_and_admin_views(chromium, tmp_path):
     """A reviewer sees the items sorted by disagreement with everyone's rankings and adjudicates one;
     an admin sees each annotator's progress and agreement; an annotator sees neither tab."""
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{tmp_path / 'rv.db'}"
     store = Store(url, overlap=3)
     store.import_rows([aio.validate_item(r, "t") for r in REVIEW_ITEMS])
@@ -184,77 +192,70 @@ def test_browser_reviewer_and_admin_views(tmp_path):
                                  f"{n} on {it['ext_id']}", 30.0)
             ids[it["ext_id"]] = it["item_id"]
     split = store.item_detail(ids["rv-split"])
-    demo, base, _ = launch(ServeConfig(db=url, port=free_port(), overlap=3), block=False, store=store)
     dialogs = []
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+    with app_in_browser(store, url, overlap=3) as (base, browser):
 
-            # an annotator has no Review/Admin tabs
-            ctx, page = _login(browser, base, "ann1", "pw-ann1-123")
-            assert page.get_by_role("tab", name="Review").count() == 0
-            assert page.get_by_role("tab", name="Admin").count() == 0
-            ctx.close()
+        # an annotator has no Review/Admin tabs
+        ctx, page = _login(browser, base, "ann1", "pw-ann1-123")
+        assert page.get_by_role("tab", name="Review").count() == 0
+        assert page.get_by_role("tab", name="Admin").count() == 0
+        ctx.close()
 
-            # reviewer: the disagreement list, everyone's rankings, an adjudication
-            ctx, page = _login(browser, base, "rita", "pw-rita-123")
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            assert page.get_by_role("tab", name="Admin").count() == 0
-            page.get_by_role("tab", name="Review").click()
-            page.locator("#rv-refresh").click()
-            table = page.locator("#rv-table")
-            table.get_by_test_id("cell-1-1").wait_for(timeout=30_000)
-            # most disagreement first: the cycle (W = 0) above the unanimous item (W = 1)
-            assert _cells(table, 2, 5) == [[str(ids["rv-split"]), "rv-split", "3", "0", "false"],
-                                           [str(ids["rv-agree"]), "rv-agree", "3", "1", "false"]]
-            table.get_by_test_id("cell-0-1").click()  # a click on a row picks its item
-            page.wait_for_function(f"document.querySelector('#rv-item input').value === '{ids['rv-split']}'",
-                                   timeout=30_000)
-            page.locator("#rv-open").click()
-            detail = page.locator("#rv-detail")
-            detail.locator("table.ann-review-table").wait_for(timeout=30_000)
-            text = detail.inner_text()
-            for n in names:
-                assert n in text and f"{n} on rv-split" in text
-            assert "<script>window.__xss=7</script>" in text  # shown as text
-            for r in REVIEW_ITEMS[1]["responses"]:
-                assert r in text
-            assert detail.locator("img, script").count() == 0
-            # adjudicate: the haiku best, the nursery rhyme second, the refusal last
-            for k, r in enumerate(split["responses"]):
-                rank = str(REVIEW_ITEMS[1]["responses"].index(r["text"]) + 1)
-                page.locator(f"#rv-rank-{k} label").filter(has_text=rank).first.click()
-            page.get_by_label("Note").fill("The haiku follows the form; the refusal is needless.")
-            page.locator("#rv-save").click()
-            page.get_by_text(f"adjudication of item {ids['rv-split']} saved").wait_for(timeout=30_000)
-            page.locator("#rv-refresh").click()
-            page.wait_for_timeout(800)
-            page.screenshot(path=str(ARTIFACTS / "annotation_reviewer.png"), full_page=True)
-            review = store.item_detail(ids["rv-split"])["review"]
-            assert review["reviewer"] == "rita" and review["note"].startswith("The haiku")
-            by_text = {r["text"]: review["ranks"][r["id"]] for r in split["responses"]}
-            assert [by_text[t] for t in REVIEW_ITEMS[1]["responses"]] == [1, 2, 3]
-            assert page.evaluate("window.__xss") is None
-            ctx.close()
+        # reviewer: the disagreement list, everyone's rankings, an adjudication
+        ctx, page = _login(browser, base, "rita", "pw-rita-123")
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        assert page.get_by_role("tab", name="Admin").count() == 0
+        page.get_by_role("tab", name="Review").click()
+        page.locator("#rv-refresh").click()
+        table = page.locator("#rv-table")
+        table.get_by_test_id("cell-1-1").wait_for(timeout=30_000)
+        # most disagreement first: the cycle (W = 0) above the unanimous item (W = 1)
+        assert _cells(table, 2, 5) == [[str(ids["rv-split"]), "rv-split", "3", "0", "false"],
+                                       [str(ids["rv-agree"]), "rv-agree", "3", "1", "false"]]
+        table.get_by_test_id("cell-0-1").click()  # a click on a row picks its item
+        page.wait_for_function(f"document.querySelector('#rv-item input').value === '{ids['rv-split']}'",
+                               timeout=30_000)
+        page.locator("#rv-open").click()
+        detail = page.locator("#rv-detail")
+        detail.locator("table.ann-review-table").wait_for(timeout=30_000)
+        text = detail.inner_text()
+        for n in names:
+            assert n in text and f"{n} on rv-split" in text
+        assert "<script>window.__xss=7</script>" in text  # shown as text
+        for r in REVIEW_ITEMS[1]["responses"]:
+            assert r in text
+        assert detail.locator("img, script").count() == 0
+        # adjudicate: the haiku best, the nursery rhyme second, the refusal last
+        for k, r in enumerate(split["responses"]):
+            rank = str(REVIEW_ITEMS[1]["responses"].index(r["text"]) + 1)
+            page.locator(f"#rv-rank-{k} label").filter(has_text=rank).first.click()
+        page.get_by_label("Note").fill("The haiku follows the form; the refusal is needless.")
+        page.locator("#rv-save").click()
+        page.get_by_text(f"adjudication of item {ids['rv-split']} saved").wait_for(timeout=30_000)
+        page.locator("#rv-refresh").click()
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(ARTIFACTS / "annotation_reviewer.png"), full_page=True)
+        review = store.item_detail(ids["rv-split"])["review"]
+        assert review["reviewer"] == "rita" and review["note"].startswith("The haiku")
+        by_text = {r["text"]: review["ranks"][r["id"]] for r in split["responses"]}
+        assert [by_text[t] for t in REVIEW_ITEMS[1]["responses"]] == [1, 2, 3]
+        assert page.evaluate("window.__xss") is None
+        ctx.close()
 
-            # admin: every user's progress and agreement
-            ctx, page = _login(browser, base, "root", "pw-root-123")
-            page.get_by_role("tab", name="Admin").click()
-            page.locator("#ad-refresh").click()
-            table = page.locator("#ad-table")
-            table.get_by_test_id("cell-4-0").wait_for(timeout=30_000)
-            rows = {r[0]: r for r in _cells(table, 5, 8)}
-            assert set(rows) == {"ann1", "ann2", "ann3", "rita", "root"}
-            for n in names:
-                # name, role, active, done, assigned, skipped, mean seconds, tau-b to the others' consensus
-                assert rows[n][:7] == [n, "annotator", "true", "2", "2", "0", "30"], rows[n]
-                # tau-b 1 on rv-agree; on the cycle the other two's Borda consensus is the exact
-                # reverse of one's own ranking (tau-b -1): mean 0
-                assert float(rows[n][7]) == pytest.approx(0.0)
-            page.screenshot(path=str(ARTIFACTS / "annotation_admin.png"), full_page=True)
-            ctx.close()
-            browser.close()
-        assert dialogs == []
-    finally:
-        demo.close()
-        store.close()
+        # admin: every user's progress and agreement
+        ctx, page = _login(browser, base, "root", "pw-root-123")
+        page.get_by_role("tab", name="Admin").click()
+        page.locator("#ad-refresh").click()
+        table = page.locator("#ad-table")
+        table.get_by_test_id("cell-4-0").wait_for(timeout=30_000)
+        rows = {r[0]: r for r in _cells(table, 5, 8)}
+        assert set(rows) == {"ann1", "ann2", "ann3", "rita", "root"}
+        for n in names:
+            # name, role, active, done, assigned, skipped, mean seconds, tau-b to the others' consensus
+            assert rows[n][:7] == [n, "annotator", "true", "2", "2", "0", "30"], rows[n]
+            # tau-b 1 on rv-agree; on the cycle the other two's Borda consensus is the exact
+            # reverse of one's own ranking (tau-b -1): mean 0
+            assert float(rows[n][7]) == pytest.approx(0.0)
+        page.screenshot(path=str(ARTIFACTS / "annotation_admin.png"), full_page=True)
+        ctx.close()
+    assert dialogs == []
