@@ -684,8 +684,9 @@ class Store:
 
     def _lease_candidate(self, uid: int, candidates: list[int], now: dt.datetime, expires: dt.datetime) -> dict | None:
         """Lease the first of `candidates` still free for user `uid` in a short write transaction
-        (two writing statements on SQLite, then the item's reads); the next_item answer, or None: sends the caller to the general path (user disabled or holding an item
-        meanwhile, every candidate taken, the user's own expired lease of the candidate)."""
+        (on SQLite one picking statement and one insert, then the item's reads). Returns the
+        next_item answer, or None to send the caller to the general path: user disabled or holding
+        an item meanwhile, every candidate taken, or the user's own expired lease of the candidate."""
         try:
             with self._wconn() as c:
                 if not self.is_sqlite:
