@@ -95,7 +95,10 @@ def infill_with_spans(model, tokenizer, text: str, **kwargs) -> InfillResult:
 def span_log_likelihoods(model, tokenizer, text: str, candidates: list[str]) -> list[float]:
     """``log P(candidate + <eop> | text)`` for each candidate as the span of the text's single
     ``[MASK]``/``[sMASK]``: what GLM thinks of each possible filling (the multi-token cloze score).
-    Positions as in :func:`infill_ids`; all candidates go through the model in one batch."""
+    Each candidate is laid out as a training row masking it (:func:`~glm_base.infilling.build_row`),
+    so positions are those of pretraining and of :func:`infill_ids`; one batch scores them all."""
+    from .infilling import build_row, pad_rows
+
     ids = special_token_ids(tokenizer)
     spaced = _SPACE_BEFORE_MASK.search(text) is not None
     part_a = tokenizer(_SPACE_BEFORE_MASK.sub(r"\1", text), add_special_tokens=False)["input_ids"] + [ids.eos]
@@ -104,23 +107,16 @@ def span_log_likelihoods(model, tokenizer, text: str, candidates: list[str]) -> 
         raise ValueError(f"text must contain exactly one [MASK] or [sMASK], found {len(masks)}")
     if not candidates:
         return []
-    spans = [tokenizer((" " if spaced else "") + c, add_special_tokens=False)["input_ids"] for c in candidates]
-    n_a, width = len(part_a), max(len(s) for s in spans) + 1
-    batch = len(spans)
-    input_ids = torch.full((batch, n_a + width), ids.pad, dtype=torch.long)
-    targets = torch.full((batch, n_a + width), -100, dtype=torch.long)
-    input_ids[:, :n_a] = torch.tensor(part_a)
-    text_pos = torch.cat([torch.arange(n_a), torch.full((width,), masks[0])])
-    span_pos = torch.cat([torch.zeros(n_a, dtype=torch.long), torch.arange(1, width + 1)])
-    for row, span in enumerate(spans):
-        input_ids[row, n_a:n_a + 1 + len(span)] = torch.tensor([ids.sop] + span)
-        targets[row, n_a:n_a + 1 + len(span)] = torch.tensor(span + [ids.eop])
+    at = masks[0]
+    rows = []
+    for candidate in candidates:
+        span = tokenizer((" " if spaced else "") + candidate, add_special_tokens=False)["input_ids"]
+        tokens = part_a[:at] + span + part_a[at + 1:]
+        rows.append(build_row(tokens, [(at, at + len(span))], part_a[at], ids.sop, ids.eop))
+    batch = pad_rows(rows, ids.pad)
     device = next(model.parameters()).device
-    positions = torch.stack([text_pos, span_pos]).expand(batch, 2, -1)
-    logits = model(input_ids=input_ids.to(device), position_ids=positions.to(device),
-                   part_a_length=torch.full((batch,), n_a, device=device)).logits.float()
-    logp = torch.log_softmax(logits, dim=-1)
-    has = targets.to(device) != -100
-    picked = logp.gather(-1, targets.clamp(min=0).to(device).unsqueeze(-1)).squeeze(-1) * has
-    return picked.sum(-1).tolist()
-
+    logits = model(**{k: batch[k].to(device) for k in ("input_ids", "position_ids", "attention_mask", "part_a_length")}).logits.float()
+    targets = batch["shift_labels"].to(device)
+    has = targets != -100
+    picked = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * has).sum(-1).tolist()
