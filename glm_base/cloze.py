@@ -68,7 +68,7 @@ from .runconfig import load_config, save_config
 from .tokenizer import special_token_ids
 from .trainkit.checkpoint import save_final_model
 from .trainkit.metrics import MetricLogger
-from .trainkit.schedule import warmup_cosine
+from .trainkit.optim import OptimArgs, build_optimizer
 from .trainkit.steps import NonFiniteLoss, train_step
 
 logger = logging.getLogger("glm_base.cloze")
@@ -92,12 +92,13 @@ class ClozeDataArgs:
 
 
 @dataclass
-class ClozeOptimArgs:
+class ClozeOptimArgs(OptimArgs):
+    """The shared optimizer fields with fine-tuning defaults (AdamW's usual beta2 = 0.999)."""
+
     lr: float = field(default=1e-4, metadata={"help": "peak learning rate"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW decay (not on norms, biases, embeddings)"})
+    beta2: float = field(default=0.999, metadata={"help": "AdamW beta2"})
     warmup_steps: int = field(default=10, metadata={"help": "linear warmup steps"})
-    min_lr_ratio: float = field(default=0.1, metadata={"help": "cosine floor as a share of the peak"})
-    grad_clip: float = field(default=1.0, metadata={"help": "max gradient norm (0 = off)"})
 
 
 @dataclass
@@ -522,14 +523,6 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 
 # --- the loop --------------------------------------------------------------------------------------
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim < 2 or "embed" in name else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def plot_accuracies(accuracies: dict[str, float], out_png: str | Path, title: str = "") -> Path:
     import matplotlib
 
@@ -603,8 +596,7 @@ def run(cfg: ClozeConfig) -> dict[str, Any]:
     logger.info("zero-shot %.3f, linear probe %.3f (l2 %g), majority %.3f", zero_shot["all"], probe["all"],
                 probe_l2, majority["all"])
 
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr)
-    scheduler = warmup_cosine(optimizer, cfg.optim.warmup_steps, max(cfg.max_steps, 1), cfg.optim.min_lr_ratio)
+    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.max_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     metrics = MetricLogger(run_dir, enabled=main_process)
     metrics.log(0, {"eval/accuracy": zero_shot["all"], "baseline/zero_shot": zero_shot["all"],

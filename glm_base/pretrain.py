@@ -40,7 +40,7 @@ from .tokenizer import read_corpus, special_token_ids, train_tokenizer
 from .trainkit.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_final_model
 from .trainkit.default_data import world_files
 from .trainkit.metrics import MetricLogger, plot_curves
-from .trainkit.schedule import warmup_cosine
+from .trainkit.optim import OptimArgs, build_optimizer
 from .trainkit.steps import NonFiniteLoss, targets_only_loss, train_step
 
 logger = logging.getLogger("glm_base.pretrain")
@@ -76,18 +76,6 @@ class DataArgs:
         metadata={"help": "per-batch objective mix (GLM-10B's by default)"})
     pack_documents: bool = field(default=True, metadata={"help": "concatenate short documents into full rows"})
     num_workers: int = field(default=1, metadata={"help": "DataLoader workers collating ahead (0 or 1)"})
-
-
-@dataclass
-class OptimArgs:
-    lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
-    weight_decay: float = field(default=0.1, metadata={"help": "AdamW decay (not on norms, biases, embeddings)"})
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    warmup_steps: int = field(default=20, metadata={"help": "linear warmup steps"})
-    min_lr_ratio: float = field(default=0.1, metadata={"help": "cosine floor as a share of the peak"})
-    grad_clip: float = field(default=1.0, metadata={"help": "max gradient norm (0 = off)"})
 
 
 @dataclass
@@ -158,15 +146,6 @@ def build_model(cfg: PretrainConfig, tokenizer) -> GLMForCausalLM:
         raise ValueError(f"data.max_length={cfg.data.max_length} exceeds the model's max_position_embeddings="
                          f"{config.max_position_embeddings}")
     return GLMForCausalLM(config)
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim < 2 or "embed" in name else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def resolve_precision(value: str) -> str:
@@ -256,9 +235,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
         baseline_token = unigram_baseline(train_docs, ids.all)
     logger.info("train data: %s; eval data: %s", train_counts, eval_counts)
 
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
-                                  betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps)
-    scheduler = warmup_cosine(optimizer, cfg.optim.warmup_steps, cfg.max_steps, cfg.optim.min_lr_ratio)
+    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.max_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)  # stepped once per optimizer step, by us
 

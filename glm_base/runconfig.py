@@ -81,6 +81,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         value_type = args[1] if len(args) == 2 else Any
         return {k: _coerce(v, value_type, f"{where}.{k}") for k, v in value.items()}
     if annotation is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "3e-4" (no dot) as a string; it is still plainly a number
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -148,6 +154,8 @@ def _check_keys(cls: type, values: dict[str, Any], where: str, prefix: str = "")
         sub = hints[key]
         if dataclasses.is_dataclass(sub) and isinstance(value, dict):
             _check_keys(sub, value, where, prefix + key + ".")
+        else:  # type-check here, where the source (file or command line) is still known
+            _coerce(value, sub, f"{where}: {prefix + key}")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
