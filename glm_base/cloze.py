@@ -59,13 +59,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from .infilling import IGNORE_INDEX, InfillingRow, build_row, pad_rows
 from .runconfig import load_config, save_config
 from .tokenizer import special_token_ids
+from .trainkit.accel import LaunchError, make_accelerator
 from .trainkit.checkpoint import save_final_model
 from .trainkit.metrics import MetricLogger
 from .trainkit.optim import OptimArgs, build_optimizer
@@ -547,9 +547,7 @@ def plot_accuracies(accuracies: dict[str, float], out_png: str | Path, title: st
 def run(cfg: ClozeConfig) -> dict[str, Any]:
     """Fine-tune, evaluate against the baselines, write the run directory; return the summary."""
     labels, patterns, verbalizers = resolve_task(cfg)
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum,
-                              mixed_precision=("bf16" if torch.cuda.is_available() else "no")
-                              if cfg.mixed_precision == "auto" else cfg.mixed_precision)
+    accelerator = make_accelerator(cfg.grad_accum, cfg.mixed_precision)
     world, rank = accelerator.num_processes, accelerator.process_index
     if cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} must be a multiple of the {world} processes")
@@ -648,7 +646,7 @@ def run(cfg: ClozeConfig) -> dict[str, Any]:
         "accuracy": accuracies,
         "accuracy_by_lang": {"cloze": last_eval, "linear_probe": probe, "zero_shot": zero_shot, "majority": majority},
         "n_train": len(train_rows), "train_label_counts": dict(train_counts), "n_eval": len(eval_rows),
-        "seed": cfg.seed, "steps": cfg.max_steps, "checkpoint": str(cfg.checkpoint),
+        "seed": cfg.seed, "steps": cfg.max_steps, "processes": world, "checkpoint": str(cfg.checkpoint),
         "train_file": train_file, "eval_file": eval_file,
         "scoring": {lang: "single" if s else "multi" for lang, s in task.single.items()},
         "verbalizer_tokens": {lang: {labels[k]: tokenizer.convert_ids_to_tokens(t) for k, t in enumerate(toks)}
@@ -681,7 +679,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_config(ClozeConfig, argv, prog="python -m glm_base.cloze")
     try:
         run(cfg)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, LaunchError) as err:
         raise SystemExit(f"error: {err}") from None
 
 

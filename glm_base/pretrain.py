@@ -37,6 +37,7 @@ from .pretrain_data import (GlobalBatchStream, prepare_documents, shard_rows, st
                             unigram_baseline)
 from .runconfig import load_config, save_config
 from .tokenizer import read_corpus, special_token_ids, train_tokenizer
+from .trainkit.accel import LaunchError, make_accelerator
 from .trainkit.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_final_model
 from .trainkit.default_data import world_files
 from .trainkit.metrics import MetricLogger, plot_curves
@@ -148,12 +149,6 @@ def build_model(cfg: PretrainConfig, tokenizer) -> GLMForCausalLM:
     return GLMForCausalLM(config)
 
 
-def resolve_precision(value: str) -> str:
-    if value == "auto":
-        return "bf16" if torch.cuda.is_available() else "no"
-    return value
-
-
 # --- evaluation --------------------------------------------------------------------------------
 
 @torch.no_grad()
@@ -202,8 +197,7 @@ def evaluate(model, accelerator, eval_docs, tokenizer, cfg: PretrainConfig, base
 # --- the loop ------------------------------------------------------------------------------------
 
 def run(cfg: PretrainConfig) -> dict[str, Any]:
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum,
-                              mixed_precision=resolve_precision(cfg.mixed_precision))
+    accelerator = make_accelerator(cfg.grad_accum, cfg.mixed_precision)
     run_dir = Path(cfg.output_dir)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -306,7 +300,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     progress.close()
 
     save_final_model(accelerator, model, tokenizer, run_dir / "model")
-    summary = {"steps": step, "tokens_seen": tokens_seen, "train_data": train_counts, "eval_data": eval_counts,
+    summary = {"steps": step, "processes": world, "tokens_seen": tokens_seen, "train_data": train_counts, "eval_data": eval_counts,
                "baseline_token": tokenizer.convert_ids_to_tokens(baseline_token), **last_eval}
     if accelerator.is_main_process:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
@@ -329,6 +323,8 @@ def main(argv: list[str] | None = None) -> None:
             f"Last good checkpoint: {last or 'none (no checkpoint was saved yet)'}. "
             f"Lower optim.lr, check the data, or resume from that checkpoint."
         ) from None
+    except LaunchError as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

@@ -214,6 +214,30 @@ def test_fine_tuning_learns_a_separable_task_from_chance(checkpoint_and_data, tm
     assert accuracy_report(predict(tuned, examples, task.pad_id, disable=True), examples)["all"] == acc["cloze"]
 
 
+@pytest.mark.slow
+def test_two_processes_equal_one(checkpoint_and_data, tmp_path, launch_two_processes):
+    """Two data-parallel processes: each trains on its half of every batch; the losses, the tuned
+    model and its accuracy are those of one process."""
+    extra = ("max_steps=10", "log_every=2", "eval_every=5")
+    launch_two_processes("glm_base.cloze", tiny_args(checkpoint_and_data, tmp_path / "two", *extra), REPO)
+    one = run(load_config(ClozeConfig, tiny_args(checkpoint_and_data, tmp_path / "one", *extra)))
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert (one["processes"], two["processes"]) == (1, 2)
+
+    def losses(out):
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        return [r["train/loss"] for r in rows if "train/loss" in r]
+
+    assert len(losses(tmp_path / "one")) == 5
+    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-4)
+    assert two["accuracy"] == one["accuracy"]
+    from safetensors.torch import load_file
+    a, b = (load_file(tmp_path / d / "model" / "model.safetensors") for d in ("one", "two"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+
+
 # --- configs and errors ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs" / "cloze").glob("*.yaml")), ids=lambda p: p.name)

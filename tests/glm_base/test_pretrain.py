@@ -1,10 +1,6 @@
 """The pretraining loop: outputs, exact resume, loss normalisation invariants, NaN stop, bad input."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -111,15 +107,15 @@ def test_batch_8_accum_1_equals_batch_1_accum_8():
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one(corpus, tmp_path):
+def test_two_processes_equal_one(corpus, tmp_path, launch_two_processes):
     args = tiny_args(corpus, tmp_path / "two", "max_steps=4", "save_every=0")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
-    subprocess.run([launcher, "launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
-                    "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "glm_base.pretrain", *args],
-                   check=True, cwd=REPO, env=env, capture_output=True)
-    run(load_config(PretrainConfig, tiny_args(corpus, tmp_path / "one", "max_steps=4", "save_every=0")))
+    launch_two_processes("glm_base.pretrain", args, REPO)
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert two["processes"] == 2
+    one = run(load_config(PretrainConfig, tiny_args(corpus, tmp_path / "one", "max_steps=4", "save_every=0")))
+    assert one["processes"] == 1
     assert train_losses(tmp_path / "two") == pytest.approx(train_losses(tmp_path / "one"), rel=1e-4)
+    assert two["eval/loss"] == pytest.approx(one["eval/loss"], rel=1e-4)
 
 
 def test_nan_loss_stops_before_the_step_and_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch):
