@@ -15,7 +15,10 @@ the values the relation takes in the world, in the probe's language: the very se
 baseline). Generation is the harder test: a model can rank the right value first well before it
 produces it unprompted and stops after it.
 
-    python -m glm_base.fact_probe --checkpoint runs/pretrain-tiny/model [--world DIR] [--limit 300]
+The result also breaks both scores down by relation (``by_relation``, with each relation's chance);
+``--plot`` draws that as a bar chart.
+
+    python -m glm_base.fact_probe --checkpoint runs/pretrain-tiny/model [--world DIR] [--limit 300] [--plot P.png]
 """
 
 from __future__ import annotations
@@ -89,6 +92,8 @@ def run_probe(model, tokenizer, world_dir: str | Path, split: str = "eval", limi
     examples = []
     chosen_right = 0
     chosen_by_lang: dict[str, int] = defaultdict(int)
+    by_relation: dict[str, dict[str, float]] = defaultdict(lambda: {"probes": 0, "accuracy": 0.0,
+                                                                    "choice_accuracy": 0.0, "chance": 0.0})
     for probe in tqdm(probes, desc="fact probe", disable=not progress):
         result = infill_with_spans(model, tokenizer, probe["text"], max_new_tokens=12)
         guess = result.spans[0].strip()
@@ -104,6 +109,11 @@ def run_probe(model, tokenizer, world_dir: str | Path, split: str = "eval", limi
         chosen_by_lang[probe["lang"]] += chosen == probe["value"]
         chance += 1.0 / max(len(counts), 1)
         majority += counts.most_common(1)[0][0] == probe["value"]
+        rel = by_relation[probe["relation"]]
+        rel["probes"] += 1
+        rel["accuracy"] += ok
+        rel["choice_accuracy"] += chosen == probe["value"]
+        rel["chance"] += 1.0 / max(len(counts), 1)
         if len(examples) < 8:
             examples.append({"text": probe["text"], "value": probe["value"], "generated": guess, "chosen": chosen})
     n = max(len(probes), 1)
@@ -115,8 +125,41 @@ def run_probe(model, tokenizer, world_dir: str | Path, split: str = "eval", limi
         "accuracy_by_lang": {lang: h / max(t, 1) for lang, (h, t) in by_lang.items()},
         "choice_accuracy": chosen_right / n,
         "choice_accuracy_by_lang": {lang: chosen_by_lang[lang] / max(t, 1) for lang, (_, t) in by_lang.items()},
+        "by_relation": {name: {"probes": int(r["probes"]), **{k: r[k] / r["probes"] for k in
+                                                              ("accuracy", "choice_accuracy", "chance")}}
+                        for name, r in sorted(by_relation.items(), key=lambda item: (-item[1]["probes"], item[0]))},
         "examples": examples,
     }
+
+
+def plot_by_relation(result: dict, out_png: str | Path, title: str = "held-out fact probe") -> Path:
+    """Bars per relation (most probed first): exact infill and choice accuracy, with each
+    relation's chance level marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(result["by_relation"].items())
+    names = [f"{name} ({r['probes']})" for name, r in rows]
+    y = range(len(rows))
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(rows) + 1.4))
+    ax.barh([i - 0.2 for i in y], [r["accuracy"] for _, r in rows], height=0.4, label="exact infill")
+    ax.barh([i + 0.2 for i in y], [r["choice_accuracy"] for _, r in rows], height=0.4, label="value ranked first")
+    ax.scatter([r["chance"] for _, r in rows], list(y), marker="|", s=120, color="black", label="chance", zorder=3)
+    ax.set_yticks(list(y), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("accuracy")
+    ax.set_title(f"{title}: exact {result['accuracy']:.1%}, choice {result['choice_accuracy']:.1%}, "
+                 f"chance {result['chance']:.1%}", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="eval")
     parser.add_argument("--limit", type=int, default=300)
     parser.add_argument("--out", default=None, help="write the result JSON here")
+    parser.add_argument("--plot", default=None, help="write a per-relation bar chart (PNG) here")
     args = parser.parse_args(argv)
     world = Path(args.world) if args.world else default_world_dir("tiny", 0)
     model = AutoModelForCausalLM.from_pretrained(args.checkpoint)
@@ -139,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     text = json.dumps(result, indent=2, ensure_ascii=False)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
+    if args.plot:
+        plot_by_relation(result, args.plot, f"fact probe, {Path(args.checkpoint).name}")
     print(text)
 
 

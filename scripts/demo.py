@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     summary["stages"]["fact_probe"] = stage(
         "4. held-out fact probe",
         [PY, "-m", "glm_base.fact_probe", "--checkpoint", str(model), "--world", str(world),
-         "--limit", "60" if args.quick else "300", "--out", str(probe_json)],
+         "--limit", "60" if args.quick else "300", "--out", str(probe_json), "--plot", str(out / "fact_probe.png")],
         logs / "fact_probe.log")
     probe = json.loads(probe_json.read_text(encoding="utf-8"))
     summary["fact_probe"] = {k: probe[k] for k in ("probes", "accuracy", "choice_accuracy", "chance", "majority",
@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     lines += ["", f"Loss curve: `{pretrain_dir / 'loss_curve.png'}`", "",
               "## Fact probe", "", f"{probe['probes']} held-out facts: generated exactly {probe['accuracy']:.3f}, "
               f"ranked first among the relation's values {probe['choice_accuracy']:.3f}; "
-              f"chance {probe['chance']:.3f}, majority {probe['majority']:.3f}", "",
+              f"chance {probe['chance']:.3f}, majority {probe['majority']:.3f}. "
+              f"By relation: `{out / 'fact_probe.png'}`", "",
               f"Export parity (max |logit diff|): {summary['export_max_abs_logit_diff']:.2e}", "",
               "## Annotation", "", f"{summary['annotation']['submissions']} simulated rankings of "
               f"{summary['annotation']['items']} prompts -> {summary['annotation']['pairs']} training pairs; "

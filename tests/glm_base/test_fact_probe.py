@@ -35,3 +35,26 @@ def test_probe_runs_and_reports_baselines(tokenizer):
     assert 0.0 <= result["choice_accuracy"] <= 1.0
     assert all("chosen" in e for e in result["examples"])
     assert len(result["examples"]) == 6
+
+
+def test_by_relation_adds_up_to_the_totals_and_plots(tokenizer, tmp_path):
+    from glm_base.fact_probe import plot_by_relation
+
+    torch.manual_seed(0)
+    model = GLMForCausalLM(GLMConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, max_position_embeddings=512))
+    result = run_probe(model, tokenizer, world_dir("tiny", 0), limit=12, progress=False)
+    rows = result["by_relation"]
+    assert len(rows) >= 3 and sum(r["probes"] for r in rows.values()) == 12
+    counts = [r["probes"] for r in rows.values()]
+    assert counts == sorted(counts, reverse=True)  # most probed first
+    for key in ("accuracy", "choice_accuracy", "chance"):
+        weighted = sum(r[key] * r["probes"] for r in rows.values()) / 12
+        assert abs(weighted - result[key]) < 1e-9, key
+    # a relation's chance is 1 / (number of values it takes; the same in both languages)
+    values = relation_values(world_dir("tiny", 0))
+    for name, r in rows.items():
+        (size,) = {len(v) for (rel, _), v in values.items() if rel == name}
+        assert abs(r["chance"] - 1 / size) < 1e-9
+    png = plot_by_relation(result, tmp_path / "probe.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
