@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
     if args.plot:
-        plot_by_relation(result, args.plot, f"fact probe, {Path(args.checkpoint).name}")
+        plot_by_relation(result, args.plot, f"fact probe, {'/'.join(Path(args.checkpoint).resolve().parts[-2:])}")
     print(text)
 
 
