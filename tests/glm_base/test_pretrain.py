@@ -107,15 +107,23 @@ def test_batch_8_accum_1_equals_batch_1_accum_8():
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one(corpus, tmp_path, launch_two_processes):
-    args = tiny_args(corpus, tmp_path / "two", "max_steps=4", "save_every=0")
-    launch_two_processes("glm_base.pretrain", args, REPO)
+@pytest.mark.parametrize("streaming", [False, True])
+def test_two_processes_equal_one_across_a_resume(corpus, tmp_path, launch_two_processes, streaming):
+    """Two data-parallel processes (torchrun, gloo), stopped after 3 steps and resumed from their
+    checkpoint, train exactly as one uninterrupted process: same losses, eval loss and weights."""
+    extra = [f"data.streaming={str(streaming).lower()}", "data.shuffle_buffer=50"]
+    one = run(load_config(PretrainConfig, tiny_args(corpus, tmp_path / "one", *extra)))
+    launch_two_processes("glm_base.pretrain", tiny_args(corpus, tmp_path / "two", *extra, "max_steps=3"), REPO)
+    launch_two_processes("glm_base.pretrain", tiny_args(corpus, tmp_path / "two", *extra, "resume=true"), REPO)
     two = json.loads((tmp_path / "two" / "summary.json").read_text())
-    assert two["processes"] == 2
-    one = run(load_config(PretrainConfig, tiny_args(corpus, tmp_path / "one", "max_steps=4", "save_every=0")))
-    assert one["processes"] == 1
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert len(train_losses(tmp_path / "two")) == 6
     assert train_losses(tmp_path / "two") == pytest.approx(train_losses(tmp_path / "one"), rel=1e-4)
     assert two["eval/loss"] == pytest.approx(one["eval/loss"], rel=1e-4)
+    a = GLMForCausalLM.from_pretrained(tmp_path / "one" / "model").state_dict()
+    b = GLMForCausalLM.from_pretrained(tmp_path / "two" / "model").state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
 
 
 def test_nan_loss_stops_before_the_step_and_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch):
