@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -330,3 +331,32 @@ def test_tokenize_helpers(tmp_path, tokenizer, ids, sample_texts):
         tokenize_dataset(mem, tokenizer, "text", source="corpus.parquet")
     out = tokenize_dataset(mem, tokenizer, "body", add_eos=False)
     assert out[0]["input_ids"] == tokenizer.encode("a b c")
+
+
+def test_tokenization_is_cached_per_tokenizer(tokenizer, tmp_path):
+    # datasets caches the tokenized corpus by (file, tokenizer): loading it again with the same
+    # tokenizer directory (as every run does) reuses the cache file without rewriting it; another
+    # tokenizer gets its own cache
+    import os
+
+    from glm_base.infilling import load_tokenized_corpus
+    from glm_base.tokenizer import train_tokenizer
+    from transformers import AutoTokenizer
+
+    def cache_files(dataset):
+        return [f["filename"] for f in dataset.cache_files if "cache-" in Path(f["filename"]).name]
+
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(f'{{"text": "Document {i} is about the lighthouse."}}\n' for i in range(50)),
+                      encoding="utf-8")
+    tokenizer.save_pretrained(tmp_path / "tok")
+    first = load_tokenized_corpus([corpus], AutoTokenizer.from_pretrained(tmp_path / "tok"))
+    files = cache_files(first)
+    assert files, first.cache_files
+    stamps = {f: os.path.getmtime(f) for f in files}
+    again = load_tokenized_corpus([corpus], AutoTokenizer.from_pretrained(tmp_path / "tok"))
+    assert cache_files(again) == files
+    assert {f: os.path.getmtime(f) for f in files} == stamps
+    assert again["input_ids"] == first["input_ids"]
+    train_tokenizer(["Document about a lighthouse."] * 20, vocab_size=300, out_dir=tmp_path / "other")
+    assert cache_files(load_tokenized_corpus([corpus], AutoTokenizer.from_pretrained(tmp_path / "other"))) != files
