@@ -105,15 +105,16 @@ def run_probe(model, tokenizer, world_dir: str | Path, split: str = "eval", limi
         options = sorted(counts)
         scores = span_log_likelihoods(model, tokenizer, probe["text"], options)
         chosen = options[max(range(len(options)), key=scores.__getitem__)]
-        chosen_right += chosen == probe["value"]
-        chosen_by_lang[probe["lang"]] += chosen == probe["value"]
-        chance += 1.0 / max(len(counts), 1)
+        chosen_ok, guess_chance = chosen == probe["value"], 1.0 / max(len(counts), 1)
+        chosen_right += chosen_ok
+        chosen_by_lang[probe["lang"]] += chosen_ok
+        chance += guess_chance
         majority += counts.most_common(1)[0][0] == probe["value"]
         rel = by_relation[probe["relation"]]
         rel["probes"] += 1
         rel["accuracy"] += ok
-        rel["choice_accuracy"] += chosen == probe["value"]
-        rel["chance"] += 1.0 / max(len(counts), 1)
+        rel["choice_accuracy"] += chosen_ok
+        rel["chance"] += guess_chance
         if len(examples) < 8:
             examples.append({"text": probe["text"], "value": probe["value"], "generated": guess, "chosen": chosen})
     n = max(len(probes), 1)

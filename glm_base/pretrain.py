@@ -300,8 +300,8 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     progress.close()
 
     save_final_model(accelerator, model, tokenizer, run_dir / "model")
-    summary = {"steps": step, "processes": world, "tokens_seen": tokens_seen, "train_data": train_counts, "eval_data": eval_counts,
-               "baseline_token": tokenizer.convert_ids_to_tokens(baseline_token), **last_eval}
+    summary = {"steps": step, "processes": world, "tokens_seen": tokens_seen, "train_data": train_counts,
+               "eval_data": eval_counts, "baseline_token": tokenizer.convert_ids_to_tokens(baseline_token), **last_eval}
     if accelerator.is_main_process:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
         plot_curves(run_dir / "metrics.jsonl", run_dir / "loss_curve.png",
