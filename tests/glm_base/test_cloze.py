@@ -13,6 +13,7 @@ from glm_base.cloze import (ClozeConfig, ClozeDataArgs, build_task, cloze_loss, 
                             label_scores, linear_probe, main, read_rows, resolve_task, run, sample_train,
                             world_task)
 from glm_base.runconfig import load_config, read_yaml
+from glm_base.trainkit.metrics import read_metrics
 from glm_base.tokenizer import special_token_ids
 
 REPO = Path(__file__).resolve().parents[2]
@@ -225,8 +226,7 @@ def test_two_processes_equal_one(checkpoint_and_data, tmp_path, launch_two_proce
     assert (one["processes"], two["processes"]) == (1, 2)
 
     def losses(out):
-        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-        return [r["train/loss"] for r in rows if "train/loss" in r]
+        return [r["train/loss"] for r in read_metrics(out / "metrics.jsonl") if "train/loss" in r]
 
     assert len(losses(tmp_path / "one")) == 5
     assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-4)
