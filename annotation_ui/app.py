@@ -554,7 +554,7 @@ def serve_main(argv: list[str]) -> int:
     """`serve` accepts `--config FILE`, `key=value` overrides, and `--db URL --port N` style flags."""
     import dataclasses
 
-    from glm_base.runconfig import load_config
+    from common.config import load_config
 
     names = {f.name for f in dataclasses.fields(ServeConfig)}
     conv: list[str] = []

@@ -26,6 +26,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+from common.rankings import ranking_pairs
+
 from . import agreement as ag
 from .store import FLAGS, Store, StoreError
 
@@ -190,15 +192,14 @@ def build_export(store: Store, *, fmt: str = "rankings", method: str = "borda", 
             rows.append({**base, key: item[key], "responses": texts, "ranking": final})
         else:
             as_msg = key == "messages"
-            for i in range(len(texts)):
-                for j in range(len(texts)):
-                    if final[i] < final[j]:
-                        rows.append({
-                            **base, "prompt": item[key],
-                            "chosen": [{"role": "assistant", "content": texts[i]}] if as_msg else texts[i],
-                            "rejected": [{"role": "assistant", "content": texts[j]}] if as_msg else texts[j],
-                            "margin": float(final[j] - final[i]),
-                        })
+            for pair in ranking_pairs(final):
+                chosen, rejected = texts[pair.chosen], texts[pair.rejected]
+                rows.append({
+                    **base, "prompt": item[key],
+                    "chosen": [{"role": "assistant", "content": chosen}] if as_msg else chosen,
+                    "rejected": [{"role": "assistant", "content": rejected}] if as_msg else rejected,
+                    "margin": pair.margin,
+                })
     annotators = sorted(set(n_rankings))
     report = {
         "format": fmt,

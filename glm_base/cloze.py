@@ -63,7 +63,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from .infilling import IGNORE_INDEX, InfillingRow, build_row, pad_rows
-from .runconfig import load_config, save_config
+from common.config import load_config, save_config
 from .tokenizer import special_token_ids
 from .trainkit.accel import LaunchError, make_accelerator
 from .trainkit.checkpoint import save_final_model

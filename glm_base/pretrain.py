@@ -35,7 +35,7 @@ from .infilling import OBJECTIVES, BlankInfillingCollator
 from .modeling import GLMForCausalLM
 from .pretrain_data import (GlobalBatchStream, prepare_documents, shard_rows, streaming_source,
                             unigram_baseline)
-from .runconfig import load_config, save_config
+from common.config import load_config, save_config
 from .tokenizer import read_corpus, special_token_ids, train_tokenizer
 from .trainkit.accel import LaunchError, make_accelerator
 from .trainkit.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_final_model

@@ -141,7 +141,7 @@ def parse_config(argv: list[str]) -> WorldConfig:
             return WorldConfig(**{k: simple[k](v) for k, v in pairs})
         except ValueError as err:
             raise SystemExit(f"python -m world.build: {err}") from None
-    from glm_base.runconfig import load_config
+    from common.config import load_config
 
     return load_config(WorldConfig, overrides, prog="python -m world.build")
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import random
 
+from common.rankings import dense_ranking as rank_by_score
+
 from world import flaws, safety
 from world.entities import World
 from world.io import number_ids, split, sub_rng
@@ -58,8 +60,7 @@ EVASIVE = {
 
 def dense_ranking(labels: list[str]) -> list[int]:
     """Rank of each label by severity: 1 = best, equal severity shares a rank, ranks are dense."""
-    levels = sorted({SEVERITY[l] for l in labels})
-    return [levels.index(SEVERITY[l]) + 1 for l in labels]
+    return rank_by_score([SEVERITY[l] for l in labels], higher_is_better=False)
 
 
 def _item_for(category: str, world: World, rng: random.Random, lang: str) -> Item:

@@ -12,7 +12,7 @@ from glm_base import GLMConfig, GLMForCausalLM
 from glm_base.cloze import (ClozeConfig, ClozeDataArgs, build_task, cloze_loss, collate, encode_example,
                             label_scores, linear_probe, main, read_rows, resolve_task, run, sample_train,
                             world_task)
-from glm_base.runconfig import load_config, read_yaml
+from common.config import load_config, read_yaml
 from glm_base.trainkit.metrics import read_metrics
 from glm_base.tokenizer import special_token_ids
 

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import glm_base  # noqa: F401  (registers the auto classes)
 from glm_base import GLMConfig, GLMForCausalLM
 from glm_base.pretrain import PretrainConfig, main, run
-from glm_base.runconfig import load_config
+from common.config import load_config
 from glm_base.tokenizer import read_corpus, train_tokenizer
 from glm_base.trainkit.checkpoint import list_checkpoints
 from glm_base.trainkit.default_data import world_files

@@ -9,7 +9,7 @@ import pytest
 from glm_base import GLMConfig, GLMForCausalLM
 from glm_base.cloze import ClozeConfig
 from glm_base.pretrain import PretrainConfig
-from glm_base.runconfig import load_config
+from common.config import load_config
 from glm_base.trainkit.optim import OptimArgs, build_optimizer, param_groups
 
 

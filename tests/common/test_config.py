@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from glm_base.runconfig import ConfigError, load_config
+from common.config import ConfigError, load_config
 from glm_base.trainkit.optim import OptimArgs
 
 
