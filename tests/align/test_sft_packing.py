@@ -162,5 +162,5 @@ def test_weighted_loss_exact_under_accumulation_and_processes():
                 loss = sft_loss(model, collate(micro, tok.pad_token_id, loss_weighting=weighting), normaliser)
                 loss.backward()
                 total += float(loss.detach())
-        assert abs(total - float(whole)) <= 1e-5
+        assert abs(total - float(whole.detach())) <= 1e-5
         assert torch.allclose(model.model.embed_tokens.weight.grad, grad_whole, atol=1e-6)
