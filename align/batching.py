@@ -82,11 +82,17 @@ class SortedBatchSampler:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
+        for _, share in self.iter_global():
+            yield share
+
+    def iter_global(self) -> Iterator[tuple[list[int], list[int]]]:
+        """Like iterating, but yields ``(global batch, this process's share)``: the trainer takes the
+        loss normaliser of the step from the global batch."""
         batches = self.global_batches()
         while self.batch_index < len(batches):
             batch = batches[self.batch_index]
             self.batch_index += 1
-            yield shard(batch, self.num_processes, self.process_index)
+            yield batch, shard(batch, self.num_processes, self.process_index)
         self.epoch += 1
         self.batch_index = 0
 

@@ -86,6 +86,15 @@ def pack_examples(lengths: Sequence[int], max_length: int, strategy: str = "ffd"
     return rows
 
 
+def make_rows(examples: Sequence[SFTExample], max_length: int | None = None,
+              strategy: str = "ffd") -> list[list[SFTExample]]:
+    """The rows batching works on: one example per row (``max_length=None``: no packing), or the
+    examples packed into rows of at most ``max_length`` tokens by :func:`pack_examples`."""
+    if max_length is None:
+        return [[ex] for ex in examples]
+    return [[examples[i] for i in row] for row in pack_examples([len(ex) for ex in examples], max_length, strategy)]
+
+
 def token_weights(example: SFTExample, loss_weighting: str = "example") -> np.ndarray:
     """Per-token loss weights of one example, aligned with ``shift_labels``: 0 where there is no
     target, else ``1/N_i`` (``"example"``) or 1 (``"token"``)."""

@@ -48,6 +48,8 @@ def test_process_shares_make_the_global_batches(processes):
         assert sorted(i for p in parts for i in p) == sorted(batch)
         assert parts == [shard(batch, processes, r) for r in range(processes)]
         assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    again = SortedBatchSampler(LENGTHS, 6, seed=3, num_processes=processes, process_index=processes - 1)
+    assert list(again.iter_global()) == [(b, shard(b, processes, processes - 1)) for b in global_batches]
 
 
 def test_resume_mid_epoch_is_identical():

@@ -10,6 +10,7 @@ from sft_helpers import small_tokenizer, tiny_model
 from align.packing import (
     collate,
     count_loss_items,
+    make_rows,
     model_inputs,
     pack_examples,
     sft_loss,
@@ -44,6 +45,14 @@ def test_pack_first_fit_decreasing_and_greedy():
     for rows in (pack_examples(lengths, 12), pack_examples(lengths, 12, "greedy")):
         assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
         assert all(sum(lengths[i] for i in row) <= 12 for row in rows)
+
+
+def test_make_rows():
+    examples = [SFTExample(input_ids=[7] * n, shift_labels=[7] * n, position_ids=list(range(n))) for n in (5, 9, 3)]
+    assert make_rows(examples) == [[examples[0]], [examples[1]], [examples[2]]]
+    packed = make_rows(examples, 10)
+    assert [[len(ex) for ex in row] for row in packed] == [[9], [5, 3]]
+    assert [[len(ex) for ex in row] for row in make_rows(examples, 10, "greedy")] == [[5], [9], [3]]
 
 
 def _ex4(ids, labels):
