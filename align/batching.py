@@ -30,11 +30,17 @@ import numpy as np
 
 
 def sorted_batches(lengths: Sequence[int], batch_size: int, seed: int = 0, epoch: int = 0,
-                   drop_last: bool = False) -> list[list[int]]:
-    """The global batches of one epoch (lists of item indices) in training order."""
+                   drop_last: bool = False, by_length: bool = True) -> list[list[int]]:
+    """The global batches of one epoch (lists of item indices) in training order.
+
+    ``by_length=False`` is plain random batching (the baseline sorted batching is compared with):
+    the items are shuffled with ``(seed, epoch)`` before they are cut into batches."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    if by_length:
+        order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    else:
+        order = np.random.default_rng([int(seed), int(epoch), 1]).permutation(len(lengths)).tolist()
     batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
     if drop_last and batches and len(batches[-1]) < batch_size:
         batches.pop()
@@ -56,7 +62,7 @@ class SortedBatchSampler:
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, num_processes: int = 1,
-                 process_index: int = 0, drop_last: bool = False):
+                 process_index: int = 0, drop_last: bool = False, by_length: bool = True):
         if num_processes < 1 or not 0 <= process_index < num_processes:
             raise ValueError(f"process_index={process_index} is not in [0, num_processes={num_processes})")
         if batch_size < num_processes:
@@ -69,13 +75,14 @@ class SortedBatchSampler:
         self.num_processes = int(num_processes)
         self.process_index = int(process_index)
         self.drop_last = bool(drop_last)
+        self.by_length = bool(by_length)
         self.epoch = 0
         self.batch_index = 0
 
     def global_batches(self, epoch: int | None = None) -> list[list[int]]:
         """Every global batch of ``epoch`` (default: the current one), in order."""
         return sorted_batches(self.lengths, self.batch_size, self.seed, self.epoch if epoch is None else epoch,
-                              self.drop_last)
+                              self.drop_last, self.by_length)
 
     def __len__(self) -> int:
         n = len(self.lengths)

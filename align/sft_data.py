@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
@@ -145,6 +146,15 @@ class SFTDataArgs:
         "help": "an example longer than max_length: error | drop the row | truncate_left (drop earliest rounds)"})
     bad_rows: Literal["error", "drop"] = field(default="error", metadata={
         "help": "a malformed row: error (names file, line, field) | drop and count by reason"})
+    packing: bool = field(default=False, metadata={
+        "help": "pack several examples per row up to max_length (attention stays within an example)"})
+    packing_strategy: Literal["ffd", "greedy"] = field(default="ffd", metadata={
+        "help": "ffd = first-fit decreasing (fewest rows) | greedy = in data order"})
+    loss_weighting: Literal["example", "token"] = field(default="example", metadata={
+        "help": "example = LongAlign (each example counts equally: 1/N_i per token, / examples in the "
+                "global batch) | token = mean over the global batch's target tokens"})
+    batching: Literal["sorted", "random"] = field(default="sorted", metadata={
+        "help": "sorted = rows of similar length batched together, batches shuffled | random = shuffled rows"})
 
 
 # --- checks -------------------------------------------------------------------------------------
@@ -206,6 +216,11 @@ class ChatRenderer:
     def __init__(self, tokenizer, architecture: str = "glm4"):
         if architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {architecture!r}; expected one of {list(ARCHITECTURES)}")
+        template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None
+        if not template or not re.search(r"\{%-?\s*generation\s*-?%\}", template):
+            raise ValueError("the tokenizer's chat template has no {% generation %} markers, so it cannot say "
+                             "which tokens are the assistant's (a tokenizer saved before they were added?); "
+                             "set tokenizer.chat_template = glm_base.tokenizer.CHAT_TEMPLATE")
         self.tokenizer = tokenizer
         self.architecture = architecture
         self.ids = special_token_ids(tokenizer)

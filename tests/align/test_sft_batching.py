@@ -79,3 +79,12 @@ def test_sampler_errors_and_dataloader():
     got = [sorted(b) for b in loader]
     assert len(got) == len(sampler) == len(LENGTHS) // 5
     assert all(len(b) == 5 for b in got)
+
+
+def test_random_batching_baseline():
+    batches = sorted_batches(LENGTHS, 4, seed=7, by_length=False)
+    assert sorted(i for b in batches for i in b) == list(range(len(LENGTHS)))
+    assert batches == sorted_batches(LENGTHS, 4, seed=7, by_length=False)
+    assert sorted(batches) != sorted(sorted_batches(LENGTHS, 4, seed=7))  # not the length-sorted runs
+    sampler = SortedBatchSampler(LENGTHS, 4, seed=7, by_length=False)
+    assert list(sampler) == batches

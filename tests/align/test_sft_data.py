@@ -226,3 +226,31 @@ def test_world_is_the_default_data(tmp_path, tok, monkeypatch):
     own = SFTDataArgs(train_files=[str(mine)])
     assert len(load_from_args(own, tok, "glm4")[0]) == 1
     assert load_from_args(own, tok, "glm4", split="eval") == ([], {})
+
+
+def test_old_template_without_markers_is_refused(tok):
+    from align.sft_data import ChatRenderer
+
+    class Old:
+        chat_template = "{% for m in messages %}{{ m.content }}{% endfor %}"
+
+    with pytest.raises(ValueError, match="no {% generation %} markers"):
+        ChatRenderer(Old(), "glm4")
+
+
+def test_data_args_load_as_a_config_section():
+    from dataclasses import dataclass, field
+
+    from common.config import ConfigError, load_config
+
+    @dataclass
+    class TrainerConfig:
+        data: SFTDataArgs = field(default_factory=SFTDataArgs)
+
+    cfg = load_config(TrainerConfig, ["data.packing=true", "data.loss_weighting=token", "data.train_files=[a.jsonl]",
+                                      "data.truncation=truncate_left"])
+    assert (cfg.data.packing, cfg.data.loss_weighting, cfg.data.train_files, cfg.data.truncation) == (
+        True, "token", ["a.jsonl"], "truncate_left")
+    assert (cfg.data.batching, cfg.data.bad_rows, cfg.data.packing_strategy) == ("sorted", "error", "ffd")
+    with pytest.raises(ConfigError):
+        load_config(TrainerConfig, ["data.truncation=right"])
