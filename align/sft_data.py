@@ -34,8 +34,9 @@ that is not an object with a role (``bad_message``), an unknown role (``unknown_
 not a string (``bad_content``) or is empty (``empty_content``; an assistant tool call may have empty
 content), content containing a special-token string such as ``<|user|>`` (``special_token``), no
 assistant turn (``no_assistant``), a last message that is not the assistant's (``last_not_assistant``),
-an assistant turn followed by a system or assistant turn (``bad_order``: nothing would end the reply)
--- raises :class:`SFTDataError` naming the file, line and field when ``bad_rows="error"``, or is
+an assistant turn followed by a system or assistant turn (``bad_order``: nothing would end the reply),
+malformed ``tool_calls`` (``bad_tool_call``), or anything else the chat template refuses
+(``render_error``) -- raises :class:`SFTDataError` naming the file, line and field when ``bad_rows="error"``, or is
 dropped and counted by reason when ``bad_rows="drop"``.
 
 **Length.** ``max_length`` bounds an example's tokens (GLM-1: Part A + Part B). ``truncation``:
@@ -175,6 +176,8 @@ def check_messages(row: Any) -> list[dict]:
             raise BadRow("unknown_role", f"{where}.role", f"unknown role {role!r}; expected one of {list(ROLES)}")
         content = msg.get("content")
         tool_call = role == "assistant" and bool(msg.get("tool_calls"))
+        if tool_call:
+            _check_tool_calls(msg["tool_calls"], f"{where}.tool_calls")
         if content is None and tool_call:
             content = ""
         if not isinstance(content, str):
@@ -196,6 +199,22 @@ def check_messages(row: Any) -> list[dict]:
         raise BadRow("last_not_assistant", f"messages[{len(messages) - 1}].role",
                      f"expected the conversation to end with an assistant turn, got {messages[-1]['role']!r}")
     return messages
+
+
+def _check_tool_calls(calls: Any, where: str) -> None:
+    if not isinstance(calls, list):
+        raise BadRow("bad_tool_call", where, f"expected a list of tool calls, got {type(calls).__name__}")
+    for j, call in enumerate(calls):
+        fn = call.get("function", call) if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"].strip():
+            raise BadRow("bad_tool_call", f"{where}[{j}]", "expected {'function': {'name': ..., 'arguments': ...}}")
+        if not isinstance(fn.get("arguments"), (str, dict)):
+            raise BadRow("bad_tool_call", f"{where}[{j}].function.arguments",
+                         f"expected a JSON string or an object, got {type(fn.get('arguments')).__name__}")
+        text = fn["name"] + (fn["arguments"] if isinstance(fn["arguments"], str) else "")
+        for token in SPECIAL_TOKENS:
+            if token in text:
+                raise BadRow("special_token", f"{where}[{j}]", f"contains the special token {token!r}")
 
 
 def rounds(messages: Sequence[dict]) -> tuple[list[dict], list[list[dict]]]:
@@ -334,7 +353,12 @@ class SFTExampleBuilder:
         source = f"{path}:{line}"
         try:
             messages = check_messages(row)
-            example = self._fit(messages, source)
+            try:
+                example = self._fit(messages, source)
+            except BadRow:
+                raise
+            except Exception as err:  # the template refused something the checks let through
+                raise BadRow("render_error", "messages", f"the chat template could not render it: {err}") from err
         except BadRow as bad:
             if self.bad_rows == "drop" or (bad.reason == "too_long" and self.truncation == "drop"):
                 self.report.dropped[bad.reason] = self.report.dropped.get(bad.reason, 0) + 1

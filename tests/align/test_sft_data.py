@@ -140,6 +140,9 @@ BAD_ROWS = [
                    {"role": "user", "content": "z"}]}, "last_not_assistant", "messages[2].role"),
     ({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"},
                    {"role": "assistant", "content": "z"}]}, "bad_order", "messages[2].role"),
+    ({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "",
+                                                      "tool_calls": [{"function": {"arguments": "{}"}}]}]},
+     "bad_tool_call", "messages[1].tool_calls[0]"),
 ]
 
 
@@ -164,7 +167,8 @@ def test_bad_rows_dropped_and_counted(tmp_path, tok):
     examples, report = load_sft_examples([path], tok, bad_rows="drop")
     assert [ex.source for ex in examples] == [f"{path}:1", f"{path}:{len(rows)}"]
     assert report["rows"] == len(rows) and report["examples"] == 2
-    assert report["dropped"] == {"bad_content": 1, "bad_message": 1, "bad_order": 1, "empty_content": 1,
+    assert report["dropped"] == {"bad_content": 1, "bad_message": 1, "bad_order": 1, "bad_tool_call": 1,
+                                 "empty_content": 1,
                                  "last_not_assistant": 1, "no_assistant": 1, "no_messages": 2,
                                  "special_token": 1, "unknown_role": 1}
     assert report["target_tokens"] == sum(ex.num_targets for ex in examples)
