@@ -81,7 +81,8 @@ class SFTDataError(ValueError):
     def __init__(self, path: str, line: int, field: str, reason: str, problem: str):
         self.path, self.line, self.field, self.reason, self.problem = path, line, field, reason, problem
         where = f"{path}:{line}"
-        super().__init__(f"{where}: field '{field}': {problem} [{reason}]" if field else f"{where}: {problem} [{reason}]")
+        text = f"field '{field}': {problem}" if field else problem
+        super().__init__(f"{where}: {text} [{reason}]")
 
 
 class BadRow(Exception):

@@ -103,8 +103,8 @@ def test_glm1_single_turn_exact(tok):
 
 def test_glm1_multi_turn_trains_the_last_reply_only(tok):
     ex = render_messages(MULTI, tok, "glm1")
-    want = _expected_glm1(tok, "<|system|>\nBe brief.<|user|>\nHi<|assistant|>\nHello!<|user|>\n灯塔在哪里？<|assistant|>\n",
-                          "在北边。")
+    prompt = "<|system|>\nBe brief.<|user|>\nHi<|assistant|>\nHello!<|user|>\n灯塔在哪里？<|assistant|>\n"
+    want = _expected_glm1(tok, prompt, "在北边。")
     assert ex.to_dict() == want
     shown = show_example(ex, tok)
     print("\nGLM-1 example, Part A ‖ Part B targets in « »:\n" + shown)
@@ -258,3 +258,15 @@ def test_data_args_load_as_a_config_section():
     assert (cfg.data.batching, cfg.data.bad_rows, cfg.data.packing_strategy) == ("sorted", "error", "ffd")
     with pytest.raises(ConfigError):
         load_config(TrainerConfig, ["data.truncation=right"])
+
+
+def test_glm4_example_is_what_trl_tokenizes_plus_the_end_token(tok):
+    """TRL's SFTTrainer(assistant_only_loss=True) tokenizes a conversation with trl.data_utils._tokenize;
+    our GLM-4 example is that, plus the <|user|> that ends the last reply (which TRL cannot see)."""
+    from trl.data_utils import _tokenize
+
+    trl = _tokenize(tok, MULTI, return_assistant_tokens_mask=True)
+    ex = render_messages(MULTI, tok, "glm4")
+    user = special_token_ids(tok).user
+    assert ex.input_ids == list(trl["input_ids"]) + [user]
+    assert ex.labels == [t if m else X for t, m in zip(trl["input_ids"], trl["assistant_masks"])] + [user]
