@@ -142,7 +142,8 @@ class SFTDataArgs:
     eval_files: list[str] = field(default_factory=list, metadata={
         "help": "JSONL files for evaluation; empty with empty train_files = the world's eval split"})
     world_kind: Literal["sft", "long"] = field(default="sft", metadata={"help": "world split used by default"})
-    world_size: str = field(default="tiny", metadata={"help": "size of the default world"})
+    world_scale: Literal["tiny", "small", "medium"] = field(default="tiny", metadata={"help": "size of the default world"})
+    world_seed: int = field(default=0, metadata={"help": "seed of the default world (kept apart from the training seed)"})
     max_length: int = field(default=1024, metadata={"help": "most tokens of one example (GLM-1: Part A + Part B)"})
     truncation: Literal["error", "drop", "truncate_left"] = field(default="error", metadata={
         "help": "an example longer than max_length: error | drop the row | truncate_left (drop earliest rounds)"})
@@ -399,7 +400,7 @@ def build_examples(rows: Iterable[tuple[int, Any]], tokenizer, path: str = "<row
 
 def default_files(kind: str = "sft", size: str = "tiny", seed: int = 0) -> tuple[str, str]:
     """``(train, eval)`` JSONL paths of the world's ``kind`` split (built on first use)."""
-    from glm_base.trainkit.default_data import world_files
+    from world.default import world_files
 
     return world_files(kind, size=size, seed=seed)
 
@@ -440,7 +441,7 @@ def load_from_args(args: SFTDataArgs, tokenizer, architecture: str, split: str =
     if not files:
         if args.train_files:  # the user's own training data and no eval files: no eval set
             return [], {}
-        train, eval_ = default_files(args.world_kind, args.world_size)
+        train, eval_ = default_files(args.world_kind, args.world_scale, args.world_seed)
         files = [train if split == "train" else eval_]
     return load_sft_examples(files, tokenizer, architecture, args.max_length, args.truncation, args.bad_rows)
 

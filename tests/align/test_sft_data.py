@@ -214,7 +214,7 @@ def test_truncation_policies(tok, arch):
 
 # --- loading ----------------------------------------------------------------------------------
 def test_world_is_the_default_data(tmp_path, tok, monkeypatch):
-    import glm_base.trainkit.default_data as default_data
+    import world.default as default_data
 
     monkeypatch.setattr(default_data, "DEFAULT_ROOT", tmp_path / "world")
     args = SFTDataArgs(max_length=4096, truncation="drop")
