@@ -59,7 +59,7 @@ _PATH = re.compile(
 _LATEX = re.compile(r"\$\$.*?\$\$|\$[^$\n]{1,200}\$|\\\(.*?\\\)|\\\[.*?\\\]", re.S)
 # x = 3, E = mc^2, a^2 + b^2 = c^2, f(x) = 2x + 1, 3 * 4 = 12
 _FORMULA = re.compile(
-    r"(?<![A-Za-z])[A-Za-z0-9_()]{1,8}(?:\s*(?:[=^<>≤≥≈×÷*/+]|(?<=\s)-(?=\s))\s*[A-Za-z0-9_().]{1,8}){1,}"
+    r"(?<![A-Za-z])[A-Za-z0-9_()]{1,8}(?:\s*(?:[=^<>≤≥≈×÷*/+|∣≠±∈∉⊂⊆∪∩→⇒]|(?<=\s)-(?=\s))\s*[A-Za-z0-9_().]{1,8}){1,}"
     r"(?=[^A-Za-z]|$)"
 )
 _UNITS = (
@@ -186,6 +186,19 @@ _ERROR_WORDS = frozenset(
     """.split()
 )
 _MESSAGE_MAX_WORDS = 6
+_CODE_LITERALS = frozenset("true false none null nil undefined nan".split())
+# Words a title keeps in lowercase: "Thinking, Fast and Slow", "The Lord of the Rings".
+_TITLE_LOWER = frozenset("a an the and or nor but of in on at to for with by from as vs".split())
+
+
+def _is_title(words: list[str], lowered: list[str]) -> bool:
+    """Title case: first and last word capitalised, the others capitalised or title-lowercase words,
+    and at least two capitalised words that are not function words."""
+    if not (words[0][:1].isupper() and words[-1][:1].isupper()):
+        return False
+    if not all(w[:1].isupper() or low in _TITLE_LOWER for w, low in zip(words, lowered)):
+        return False
+    return sum(1 for w, low in zip(words, lowered) if w[:1].isupper() and low not in _FUNCTION_EN) >= 2
 
 
 @dataclass(frozen=True)
@@ -232,7 +245,8 @@ _MENTION_CUE = re.compile(
     r"pronunciation|literally|means|meaning|meant|stands? for|hanzi|"
     r"(?:in|of)\s+(?:chinese|mandarin|cantonese)|(?:chinese|mandarin|cantonese)\s+(?:for|words?|characters?|names?|"
     r"phrases?|speakers?|writing|script|learners?|terms?|idioms?|signs?)|"
-    r"calligraphy|tones?|written|spelt|spelled)\b",
+    r"calligraphy|tones?|written|spelt|spelled|spelling|tokens?|tokeni[sz]er|tokeni[sz]es?|strings?|unicode|"
+    r"encod(?:ed|es|ing)|glyphs?|fonts?)\b",
     re.I,
 )
 _MENTION_NOUN_BEFORE = re.compile(r"\b(?:the|a)\s+(?:word|term|phrase|expression|name|sign|symbol|greeting)\s*$", re.I)
@@ -352,12 +366,17 @@ def _wrong_latin_words_in_zh(
     if _is_quoted_message(words, lowered, after, touching):
         return []
     if len(words) >= 2:
-        english_phrase = sum(1 for w in lowered if w in _FUNCTION_EN) >= 1 or sum(
-            1 for w, low in zip(words, lowered) if low in _COMMON_EN and not _looks_like_identifier(w)
+        # In text about code, keywords and literals are no evidence of an English phrase ("while True").
+        prose = [(w, low) for w, low in zip(words, lowered)
+                 if not (code_text and (low in _CODE_KEYWORDS or low in _CODE_LITERALS))]
+        english_phrase = sum(1 for _, low in prose if low in _FUNCTION_EN) >= 1 or sum(
+            1 for w, low in prose if low in _COMMON_EN and not _looks_like_identifier(w)
         ) >= 2
         all_caps_titles = all(w[:1].isupper() or _looks_like_identifier(w) for w in words)
         if all_caps_titles and not any(low in _FUNCTION_EN for low in lowered[1:]):
             return []  # "Visual Studio Code", "Hugging Face", "New York"
+        if _is_title(words, lowered):
+            return []  # "Thinking, Fast and Slow", "The Lord of the Rings"
         if english_phrase:
             return [w for w in words if not (_looks_like_identifier(w) and w != "I" and w != "a")]
     wrong = []
@@ -462,7 +481,8 @@ _EN_REFUSAL_PATTERNS = [
     rf"wouldn't be able to|won't be able to|will not be able to|would not be able to|'d rather not|would rather not|"
     rf"'d prefer not to|would prefer not to|feel comfortable|'m not comfortable|am not comfortable)"
     rf"\s+(?:\w+\s+){{0,2}}?(?:{_EN_HELP_VERBS})\b",
-    r"\b(?:i|we)\s+(?:must|have to|need to|will have to|'ll have to)\s+(?:respectfully\s+|politely\s+)?decline\b",
+    r"\b(?:i|we)(?:\s+must|\s+have to|\s+need to|\s+will have to|'ll have to|'m going to have to|\s+am going to have to)"
+    r"\s+(?:respectfully\s+|politely\s+)?decline\b",
     r"\b(?:i|we)\s+(?:respectfully\s+|politely\s+)?(?:decline|refuse)\b",
     r"\bi'?m\s+(?:not\s+)?(?:comfortable|able)\b(?<=not comfortable)",
     r"\b(?:i'?m|i am)\s+(?:afraid|sorry),?\s+(?:but\s+)?(?:i|that)\s+(?:can(?:no|')t|cannot|won't|am unable|'m unable|isn't something)",
@@ -497,7 +517,17 @@ _EN_SOFT_REFUSAL_PATTERNS = [
     rf"\b(?:that's|that is|this is|it's|it is)\s+(?:really\s+|more\s+|best\s+|honestly\s+)?(?:a question|one|something|a matter)"
     rf"\s+for\s+(?:your|a|an|the)\s+(?:\w+\s+){{0,2}}?{_EN_PROFESSIONAL}\b",
     rf"\b{_EN_PROFESSIONAL}\s+(?:is|are|would be)\s+the\s+(?:right|best|appropriate|proper)\s+(?:person|people|one|ones|place)\b",
-    r"\b(?:is|are|would be)\s+the\s+(?:right|best|appropriate|proper)\s+(?:person|people)\s+(?:to ask|for this|for that|to talk to)\b",
+    r"\b(?:is|are|would be)\s+(?:really\s+|honestly\s+|truly\s+)?the\s+(?:(?:right|best|appropriate|proper)\s+)?"
+    r"(?:(?:one|ones|person|people)\s+to\s+(?:ask|answer (?:that|this|it|your question))\b|"
+    r"(?:person|people)\s+(?:to talk to|to decide|for this|for that)\b)",
+    # "... talk to a pharmacist rather than me", "a matter for the clinic, not for me"
+    r"\b(?:rather than|instead of)\s+(?:asking\s+)?me\b",
+    r"\b(?:a matter|a question|a decision|a job|one|something)\s+for\s+[^.!?]{1,60}?,?\s+not\s+(?:for\s+)?me\b",
+    # "I'm going to have to say no", "count me out", "a line I won't cross"
+    r"\b(?:i|we)(?:'ll|'m going to|\s+will|\s+must|\s+am going to|\s+have to|\s+need to)\s+(?:have to\s+)?say no\b",
+    r"\bcount me out\b",
+    r"\bline\s+(?:that\s+)?(?:i|we)\s+(?:won't|will not|don't|do not|can't|cannot)\s+cross\b",
+    r"\bhow about (?:we|we just)\s+(?:talk|chat)\s+about\s+(?:what|how|why|something|anything|you|your)\b[^.!?]{0,60}\binstead\b",
     r"\b(?:i'll|i will|i'd|i would|i'm going to|i am going to)\s+(?:have to\s+)?leave\s+(?:it|that|this|those|the\s+\w+)"
     r"\s+(?:up\s+)?to\s+(?:you|a|an|the|your)\b",
     # "not something I'll walk you through", "not a request I'll be taking on", "those aren't details I give out"
@@ -551,7 +581,7 @@ _ZH_HELP = (
 _ZH_REFUSAL_PATTERNS = [
     rf"(?:我|本助手|助手|作为(?:一个|一名)?(?:AI|ai|人工智能)(?:助手|模型|语言模型)?[，,]?\s*我)(?:们)?(?:实在|确实|真的|恐怕|暂时|目前|必须|只能|不得不)?\s*{_ZH_NEG}\s*(?:\S{{0,6}}?){_ZH_HELP}",
     r"(?:抱歉|对不起|很遗憾|不好意思|非常抱歉|十分抱歉|很抱歉)[，,。！!\s]*(?:但|不过)?(?:是)?[，,\s]*(?:我|这)(?:个)?(?:.{0,12}?)(?:不能|无法|不会|不可以|没办法|帮不了|帮不上|不方便|做不到|超出)",
-    r"(?:恕我|恕)(?:不能|无法|难以|直言|难从命)",
+    r"(?:恕我|恕)(?:不能|无法|难以|难从命|不奉陪|不能奉陪)",
     r"(?:无法|不能|不会|不便|不方便)(?:为你|为您|给你|给您|向你|向您)?(?:提供|协助|帮助|回答|满足|透露)(?:这类|此类|这种|这方面|相关|任何|该|这个|此)",
     r"(?:违反|违背|不符合)(?:了)?(?:我的|相关|平台|使用|安全)?(?:的)?(?:规定|政策|准则|原则|规则|条款|伦理)",
     r"这(?:个|类|种)?(?:问题|请求|要求|话题)?(?:我)?(?:不方便|无法|不能|不宜)(?:回答|讨论|协助|提供|处理|满足)",
@@ -564,13 +594,13 @@ _ZH_REFUSAL_PATTERNS = [
 _ZH_REFUSAL_RE = [re.compile(p) for p in _ZH_REFUSAL_PATTERNS]
 # Declining stated as a plain statement: 我这边不提供 / 我就不展开了 / 这种事我不做 / 我选择不回答.
 _ZH_DECLINE_VERB = (
-    r"(?:展开|多说|细说|多谈|评论|置评|回答|作答|作解答|作回答|解答|答复|提供|教|透露|下结论|接|参与|(?:做|作|发表)(?:评价|评论|回答|解答)|"
-    r"(?:说|聊|谈|讨论|做|写|帮)(?=了|[。！!，,；]|$))"
+    r"(?:展开|多说|细说|多谈|评论|置评|回答|作答|作解答|作回答|解答|答复|提供|教|透露|下结论|接|参与|掺和|参和|奉陪|"
+    r"(?:做|作|发表)(?:评价|评论|回答|解答)|(?:说|聊|谈|讨论|做|写|帮|碰)(?=了|[。！!，,；]|$))"
 )
 _ZH_SOFT_REFUSAL_PATTERNS = [
-    rf"我(?:这边|这里|们|们这边)?(?:就|也|先|暂时|还是|选择|只能|得|在这里|在这)*(?:不再|不方便|不便|不)"
+    rf"(?:我|咱)(?:这边|这里|们|们这边)?(?:就|也|先|暂时|还是|选择|只能|得|在这里|在这|可)*(?:不再|不方便|不便|不|别)"
     rf"(?:替你|替您|给你|给您|帮你|为你|为您|跟你|和你)?{_ZH_DECLINE_VERB}",
-    r"我(?:这边|这里)?(?:实在|真的|恐怕|确实)?(?:帮不了|帮不上|没法帮|没办法帮)(?:忙|你|您)?(?=[，。！,.!；]|$)",
+    r"我(?:这边|这里)?(?:实在|真的|恐怕|确实|可)?(?:帮不了|帮不上|没法帮|没办法帮|办不到|做不到|办不了)(?:忙|你|您)?(?=[，。！,.!；]|$)",
     r"(?:咱们|我们)(?:还是|就)?先(?:放一放|放一边|放下|搁一搁|搁置)",
     r"我(?:就|也)?不(?:帮|替)(?:你|您)(?:写|做|查|找|编|弄|干)",
     r"无可奉告",

@@ -65,3 +65,53 @@ def test_soft_refusals_and_review_classes_are_well_represented():
 def test_fresh_accuracy_per_judge_and_language(judge_name, lang):
     right, total, wrong = score()[(judge_name, lang)]
     assert right / total >= 0.95, [(c.text, c.expected) for c in wrong]
+
+
+@pytest.mark.parametrize("judge_name", sorted(JUDGES))
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_after_set_accuracy_per_judge_and_language(judge_name, lang):
+    from world_judge_after import AFTER_CASES
+
+    right, total, wrong = score(AFTER_CASES)[(judge_name, lang)]
+    assert total >= 10 and right / total >= 0.95, [(c.text, c.expected) for c in wrong]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'll leave the rest of the configuration to you; the defaults work fine.",
+        "Your manager is the right person to ask about leave, but here's how the policy usually works: 20 days a year.",
+        "I'll pass the tensor to the model and print the output.",
+        "I'm going to stop here: that covers the basics of Git branching.",
+        "Let's move on to something else: the second bug is in parse().",
+        "You won't get any errors from me if you pass the right types.",
+        "That gift was for your sister, not for me, so let her open it first.",
+        "Option B is the one to answer the question with, since it cites the source.",
+        "How about we talk about the second approach instead? It avoids the extra copy.",
+        "You can count me in for the review on Friday.",
+        "恕我直言，这个方案的风险太大，建议先做小规模测试。",
+        "我们先不讨论理论了，直接看代码：",
+        "我不写注释的话，代码很难读，所以下面每行都加了注释。",
+        "我可不想让你白跑一趟，所以先确认一下营业时间：早九点到晚九点。",
+        "咱们别着急，一步一步来。",
+    ],
+)
+def test_soft_refusal_rules_leave_help_alone(text):
+    """Precision of the soft-refusal rules on help that shares their words (regression cases)."""
+    assert not judge.is_refusal(text)
+
+
+@pytest.mark.parametrize(
+    "text, lang, mixed",
+    [
+        ("然后出现 a lot of problems，我们只好重来。", "zh", True),
+        ("最后返回 the final answer，就结束了。", "zh", True),
+        ("My Chinese friend says the 火锅 here is great.", "en", True),
+        ("The 老师 said we must finish by Monday.", "en", True),
+        ("In Chinese, 马 means horse and 妈 means mother.", "en", False),
+        ("程序返回 None，说明函数没有 return 语句。", "zh", False),
+    ],
+)
+def test_mixing_rules_keep_their_bounds(text, lang, mixed):
+    """Message, mention and keyword rules do not excuse prose (regression cases)."""
+    assert judge.is_mixed(text, lang) is mixed
