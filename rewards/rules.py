@@ -395,7 +395,7 @@ class ConsistencyRule(Rule):
     """
 
     penalty: float = 1.0
-    world: World | None = None
+    world: World | None = field(default=None, repr=False)
     name = "consistency"
     _index: list[tuple[Entity, re.Pattern | None]] = field(default_factory=list, init=False, repr=False)
 
