@@ -171,7 +171,7 @@ _CODE_KEYWORDS = frozenset(
 )
 _CODE_NOUNS = (
     "循环", "语句", "分支", "代码", "函数", "变量", "异常", "关键字", "表达式", "代码块", "子句", "编程",
-    "程序", "方法", "参数", "报错", "缩进", "语法", "编译", "调试",
+    "参数", "报错", "缩进", "语法", "编译", "调试",
 )
 # A run of Latin words right after one of these is a program's message quoted verbatim
 # ("提示 Permission denied", "终端显示 command not found", "出现 Segmentation fault") when it holds an
