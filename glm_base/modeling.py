@@ -6,7 +6,9 @@ model, the LM head with its loss and generation hooks.
 Inputs beyond the usual ``input_ids``/``attention_mask``:
 
 - ``position_ids``: ``(B, 2, L)`` = (position in the corrupted text, position inside the span), or
-  ``(B, L)`` (span positions are then 0, which is plain causal LM).
+  ``(B, L)`` (span positions are then 0, which is plain causal LM). Without them, text positions
+  follow the 2D ``attention_mask`` as ``generate`` numbers a left-padded batch (0 at the first real
+  token of each row; the cache length is accounted for), so a recomputed forward sees the rollout's.
 - ``part_a_length``: ``(B,)``. Tokens before it (Part A) attend bidirectionally among themselves;
   tokens from it on (Part B) see all of Part A and are causal among themselves. ``None`` = causal.
 - ``sequence_ids``: ``(B, L)`` for packed rows: tokens attend only within their own sequence id.
@@ -250,10 +252,32 @@ class GLMPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
 
 
-def _split_positions(position_ids: torch.Tensor | None, batch: int, length: int, past: int, device):
-    """Normalise ``position_ids`` to ``(B, 2, L)``: (text position, span position)."""
+def text_positions_from_mask(attention_mask: torch.Tensor, length: int) -> torch.Tensor:
+    """Text positions of the last ``length`` tokens under a 2D padding mask covering cache + input:
+    real tokens count 0, 1, 2, ... from the row's first real token, padding gets 0 (as
+    ``generate`` numbers a left-padded prompt, so a forward recomputed on prompt + response without
+    positions sees the positions the rollout saw)."""
+    positions = attention_mask.long().cumsum(-1) - 1
+    positions = positions.masked_fill(attention_mask == 0, 0)
+    return positions[:, -length:]
+
+
+def _split_positions(position_ids: torch.Tensor | None, batch: int, length: int, past: int, device,
+                     attention_mask: torch.Tensor | None = None):
+    """Normalise ``position_ids`` to ``(B, 2, L)``: (text position, span position).
+
+    Without ``position_ids``, text positions come from a 2D ``attention_mask`` (see
+    :func:`text_positions_from_mask`), else count on from the cache length ``past``."""
     if position_ids is None:
-        text = torch.arange(past, past + length, device=device).expand(batch, length)
+        if attention_mask is not None and attention_mask.dim() == 2:
+            if attention_mask.shape[-1] != past + length:
+                raise ValueError(
+                    f"attention_mask covers {attention_mask.shape[-1]} positions but the cache and input "
+                    f"hold {past + length}"
+                )
+            text = text_positions_from_mask(attention_mask.to(device), length).expand(batch, length)
+        else:
+            text = torch.arange(past, past + length, device=device).expand(batch, length)
         return torch.stack([text, torch.zeros_like(text)], dim=1)
     if position_ids.dim() == 2:
         position_ids = torch.stack([position_ids, torch.zeros_like(position_ids)], dim=1)
@@ -303,7 +327,7 @@ class GLMModel(GLMPreTrainedModel):
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         past = cache.get_seq_length() if cache is not None else 0
-        positions = _split_positions(position_ids, batch, length, past, inputs_embeds.device)
+        positions = _split_positions(position_ids, batch, length, past, inputs_embeds.device, attention_mask)
 
         hidden = inputs_embeds
         rotary = None
