@@ -56,8 +56,15 @@ class GLMConfig(PretrainedConfig):
     pad_token_id: int | None = None
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
+    # Auto class -> "module.Class" for checkpoints that ship their own code (trust_remote_code). Ours
+    # do not: importing glm_base registers the classes. Always a dict (empty by default) because
+    # tools read it for any architecture outside transformers, e.g. TRL's ``create_model_from_path``
+    # (``config.auto_map or {}``) and transformers' own ``cls.__name__ in config.auto_map``.
+    auto_map: dict[str, str] | None = None
 
     def __post_init__(self, **kwargs):
+        if self.auto_map is None:
+            self.auto_map = {}
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"GLMConfig.architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         glm1 = self.architecture == "glm1"
