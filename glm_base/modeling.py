@@ -34,7 +34,12 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.integrations.sdpa_attention import repeat_kv
 from transformers.masking_utils import and_masks, causal_mask_function, create_causal_mask, or_masks, sdpa_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.loss.loss_utils import ForSequenceClassificationLoss
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutputWithPast,
+)
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.generic import TransformersKwargs, is_flash_attention_requested
 from transformers.utils.output_capturing import capture_outputs
@@ -565,6 +570,83 @@ class GLMForCausalLM(GLMPreTrainedModel, GenerationMixin):
         if position_ids is not None:
             model_kwargs["position_ids"] = position_ids.repeat_interleave(expand_size, dim=0)
         return input_ids, model_kwargs
+
+
+class GLMForSequenceClassification(GLMPreTrainedModel):
+    """A score head on the last real token, as transformers' ``*ForSequenceClassification``: one
+    bias-free linear layer ``score`` (hidden -> ``config.num_labels``) applied to the final hidden
+    state of each row's last non-padding token, which is the last position where ``attention_mask``
+    is 1, else the last token that is not ``pad_token_id``, else the last token (batch of one without
+    a pad token). Left and right padding both work.
+
+    Loss as transformers computes it (``config.problem_type``, inferred when unset): ``num_labels ==
+    1`` regression (MSE), integer labels single-label cross-entropy, else multi-label BCE.
+
+    With ``num_labels == 1`` this is the reward model: its score is ``score(h) - config.reward_offset``
+    (the reward stage stores a centring offset there, so a saved reward model gives centred rewards
+    with no extra file). The GLM-4 variant exports to transformers' ``GlmForSequenceClassification``
+    (see :mod:`glm_base.export`)."""
+
+    def __init__(self, config: GLMConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = GLMModel(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        part_a_length: torch.Tensor | None = None,
+        sequence_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        use_cache: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutputWithPast:
+        """Scores ``(B, num_labels)``, the loss against ``labels`` when given. Raises ValueError for a
+        batch of several rows with neither ``attention_mask`` nor ``pad_token_id`` to find their ends."""
+        check_forward_kwargs(f"{type(self).__name__}.forward", kwargs)
+        outputs = self.model(
+            input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
+            part_a_length=part_a_length, sequence_ids=sequence_ids,
+            cache=cache if cache is not None else past_key_values, use_cache=use_cache,
+            inputs_embeds=inputs_embeds, return_dict=True, **kwargs,
+        )
+        hidden = outputs.last_hidden_state
+        batch, length = hidden.shape[:2]
+        last = self.last_token_index(input_ids, attention_mask, batch, length, hidden.device)
+        scores = self.score(hidden[torch.arange(batch, device=hidden.device), last])
+        if self.num_labels == 1 and self.config.reward_offset:
+            scores = scores - self.config.reward_offset
+        loss = None
+        if labels is not None:
+            loss = ForSequenceClassificationLoss(labels=labels, pooled_logits=scores, config=self.config)
+        result = SequenceClassifierOutputWithPast(loss=loss, logits=scores, cache=outputs.cache,
+                                                  hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return result if return_dict else result.to_tuple()
+
+    def last_token_index(self, input_ids, attention_mask, batch: int, length: int, device) -> torch.Tensor:
+        """Index of each row's last non-padding token (see the class docstring for the rule)."""
+        positions = torch.arange(length, device=device)
+        if attention_mask is not None and attention_mask.dim() == 2:
+            real = attention_mask[:, -length:].to(device).bool()
+        elif input_ids is not None and self.config.pad_token_id is not None:
+            real = input_ids.to(device) != self.config.pad_token_id
+        elif batch == 1:
+            return torch.full((1,), length - 1, device=device)
+        else:
+            raise ValueError(
+                f"{type(self).__name__}: a batch of {batch} rows needs attention_mask or config.pad_token_id "
+                f"to find each row's last token"
+            )
+        return (positions * real).argmax(-1)
 
 
 def extend_positions(position_ids: torch.Tensor, count: int) -> torch.Tensor:

@@ -58,3 +58,23 @@ def test_dpo_trainer_trains_a_glm_base_policy_against_its_reference(arch, as_pat
     assert len(changed) > len(start) // 2
     for name, tensor in start.items():  # the reference model is the checkpoint, untouched
         assert torch.equal(reference[name].cpu(), tensor), name
+
+
+def test_reward_trainer_turns_a_causal_lm_checkpoint_into_a_reward_model(tmp_path, tokenizer):
+    from trl import RewardConfig, RewardTrainer
+
+    from glm_base import GLMForSequenceClassification
+
+    path = save_tiny(tmp_path, tokenizer, "glm4")
+    pairs = Dataset.from_list([dict(chosen=row["prompt"] + row["chosen"], rejected=row["prompt"] + row["rejected"])
+                               for row in preference_data()])
+    args = RewardConfig(output_dir=str(tmp_path / "rm"), max_steps=3, per_device_train_batch_size=4,
+                        learning_rate=1e-3, report_to=[], use_cpu=True, logging_steps=1, save_strategy="no",
+                        disable_tqdm=True)
+    trainer = RewardTrainer(model=str(path), args=args, train_dataset=pairs, processing_class=tokenizer)
+    assert isinstance(trainer.model, GLMForSequenceClassification) and trainer.model.config.num_labels == 1
+    start = trainer.model.score.weight.detach().clone()
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
+    assert not torch.equal(trainer.model.score.weight.detach(), start)
