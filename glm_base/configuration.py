@@ -27,6 +27,10 @@ class GLMConfig(PretrainedConfig):
     (= ``num_attention_heads``), ``head_dim`` (hidden/heads), ``hidden_act`` (glm1:
     ``gelu_pytorch_tanh``; glm4: ``silu``), ``tie_word_embeddings`` (glm1: True; glm4: False).
     Inconsistent values raise ``ValueError`` naming the fields.
+
+    ``reward_offset`` (float, default 0.0) is subtracted by ``GLMForSequenceClassification`` from its
+    score when ``num_labels == 1`` (the reward model's centring offset, saved with the checkpoint).
+    ``num_labels``/``id2label``/``problem_type`` are transformers' own classification fields.
     """
 
     model_type = "glm_base"
@@ -56,8 +60,18 @@ class GLMConfig(PretrainedConfig):
     pad_token_id: int | None = None
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
+    # Auto class -> "module.Class" for checkpoints that ship their own code (trust_remote_code). Ours
+    # do not: importing glm_base registers the classes. Always a dict (empty by default) because
+    # tools read it for any architecture outside transformers, e.g. TRL's ``create_model_from_path``
+    # (``config.auto_map or {}``) and transformers' own ``cls.__name__ in config.auto_map``.
+    auto_map: dict[str, str] | None = None
+    # GLMForSequenceClassification with num_labels == 1 (the reward model) subtracts this from its
+    # scores: the reward stage stores the centring offset of its rewards here.
+    reward_offset: float = 0.0
 
     def __post_init__(self, **kwargs):
+        if self.auto_map is None:
+            self.auto_map = {}
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"GLMConfig.architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         glm1 = self.architecture == "glm1"

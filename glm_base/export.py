@@ -3,7 +3,10 @@
 ``python -m glm_base.export --checkpoint DIR --out DIR`` turns a GLM-4-variant checkpoint into a plain
 transformers ``GlmForCausalLM`` directory (config, safetensors, tokenizer) that loads without glm_base
 and gives the same logits on causal input: the path by which vLLM, TGI, PEFT and any HF tool serve
-our models. The weights already carry ``GlmForCausalLM``'s names, so the conversion is a copy.
+our models. The weights already carry ``GlmForCausalLM``'s names, so the conversion is a copy. A
+``GLMForSequenceClassification`` checkpoint (a reward model) becomes a ``GlmForSequenceClassification``
+with the same scores; a non-zero ``reward_offset`` has no place in that class, so it is written to the
+exported config as ``reward_offset`` (scores there are ours + offset) and a warning says so.
 
 ``python -m glm_base.export --from-hf --checkpoint DIR --out DIR`` goes the other way: a
 ``GlmForCausalLM`` checkpoint (such as a released GLM-4 base model) becomes a glm_base checkpoint
@@ -21,14 +24,14 @@ import logging
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, GlmConfig, GlmForCausalLM
+from transformers import AutoTokenizer, GlmConfig, GlmForCausalLM, GlmForSequenceClassification
 
 from common.cli import run_main
 from common.errors import UserError
 
 from .configuration import GLMConfig
 from .loading import check_model_dir
-from .modeling import GLMForCausalLM
+from .modeling import GLMForCausalLM, GLMForSequenceClassification
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +40,14 @@ _SHARED_FIELDS = (
     "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
     "num_key_value_heads", "head_dim", "hidden_act", "max_position_embeddings", "initializer_range",
     "rms_norm_eps", "attention_bias", "attention_dropout", "tie_word_embeddings", "pad_token_id",
-    "bos_token_id", "eos_token_id", "use_cache",
+    "bos_token_id", "eos_token_id", "use_cache", "id2label", "label2id", "problem_type",
 )
+
+# glm_base class -> transformers class, by the name saved in ``config.architectures``.
+_HEADS = {
+    GLMForCausalLM.__name__: (GLMForCausalLM, GlmForCausalLM),
+    GLMForSequenceClassification.__name__: (GLMForSequenceClassification, GlmForSequenceClassification),
+}
 
 
 class ExportError(UserError):
@@ -61,6 +70,10 @@ def to_transformers_config(config: GLMConfig) -> GlmConfig:
     hf_config = GlmConfig(**values)
     # GlmConfig fills missing special ids with GLM-4-9B's; keep ours (None stays None).
     hf_config.eos_token_id, hf_config.pad_token_id = config.eos_token_id, config.pad_token_id
+    if config.reward_offset:
+        logger.warning("reward_offset=%s is written to the exported config; GlmForSequenceClassification does not "
+                       "subtract it, so its scores are glm_base's + %s", config.reward_offset, config.reward_offset)
+        hf_config.reward_offset = config.reward_offset
     return hf_config
 
 
@@ -77,7 +90,7 @@ def from_transformers_config(config: GlmConfig) -> GLMConfig:
     values = {name: getattr(config, name) for name in _SHARED_FIELDS}
     return GLMConfig(
         architecture="glm4", rope_theta=rope.get("rope_theta", 10000.0), partial_rotary_factor=factor,
-        scaled_residual_init=False, **values,
+        scaled_residual_init=False, reward_offset=getattr(config, "reward_offset", 0.0), **values,
     )
 
 
@@ -105,23 +118,37 @@ def _convert(source_cls, target_cls, target_config, checkpoint: Path, out: Path,
     return out
 
 
+def _head_classes(architectures: list[str] | None, ours: bool) -> tuple[type, type]:
+    """(source class, target class) for a checkpoint saved as ``architectures`` (causal LM when unset)."""
+    name = (architectures or [GLMForCausalLM.__name__])[0]
+    for glm_base_class, transformers_class in _HEADS.values():
+        if name in (glm_base_class.__name__, transformers_class.__name__):
+            return (glm_base_class, transformers_class) if ours else (transformers_class, glm_base_class)
+    raise ExportError(f"architecture {name!r} has no counterpart; convertible: {sorted(_HEADS)}")
+
+
 def export_to_transformers(checkpoint: str | Path, out: str | Path, dtype: torch.dtype | None = None) -> Path:
-    """Write ``out`` as a ``GlmForCausalLM`` checkpoint equal to the glm_base one at ``checkpoint``."""
+    """Write ``out`` as a transformers ``GlmForCausalLM`` (or ``GlmForSequenceClassification``)
+    checkpoint equal to the glm_base one at ``checkpoint``."""
     checkpoint, out = Path(checkpoint), Path(out)
-    target_config = to_transformers_config(GLMConfig.from_pretrained(checkpoint))
-    return _convert(GLMForCausalLM, GlmForCausalLM, target_config, checkpoint, out, dtype)
+    config = GLMConfig.from_pretrained(checkpoint)
+    target_config = to_transformers_config(config)
+    return _convert(*_head_classes(config.architectures, ours=True), target_config, checkpoint, out, dtype)
 
 
 def import_from_transformers(checkpoint: str | Path, out: str | Path, dtype: torch.dtype | None = None) -> Path:
-    """Write ``out`` as a glm_base GLM-4-variant checkpoint equal to the ``GlmForCausalLM`` one."""
+    """Write ``out`` as a glm_base GLM-4-variant checkpoint equal to the ``GlmForCausalLM`` (or
+    ``GlmForSequenceClassification``) one."""
     checkpoint, out = Path(checkpoint), Path(out)
-    target_config = from_transformers_config(GlmConfig.from_pretrained(checkpoint))
-    return _convert(GlmForCausalLM, GLMForCausalLM, target_config, checkpoint, out, dtype)
+    config = GlmConfig.from_pretrained(checkpoint)
+    target_config = from_transformers_config(config)
+    return _convert(*_head_classes(config.architectures, ours=False), target_config, checkpoint, out, dtype)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m glm_base.export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="source checkpoint directory")
+    parser.add_argument("--model", "--checkpoint", dest="checkpoint", required=True,
+                        help="source model directory (a run's model/ or checkpoints/step-N/)")
     parser.add_argument("--out", required=True, help="directory to write")
     parser.add_argument("--from-hf", action="store_true", help="convert a transformers GlmForCausalLM into glm_base")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,

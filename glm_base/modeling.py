@@ -6,7 +6,9 @@ model, the LM head with its loss and generation hooks.
 Inputs beyond the usual ``input_ids``/``attention_mask``:
 
 - ``position_ids``: ``(B, 2, L)`` = (position in the corrupted text, position inside the span), or
-  ``(B, L)`` (span positions are then 0, which is plain causal LM).
+  ``(B, L)`` (span positions are then 0, which is plain causal LM). Without them, text positions
+  follow the 2D ``attention_mask`` as ``generate`` numbers a left-padded batch (0 at the first real
+  token of each row; the cache length is accounted for), so a recomputed forward sees the rollout's.
 - ``part_a_length``: ``(B,)``. Tokens before it (Part A) attend bidirectionally among themselves;
   tokens from it on (Part B) see all of Part A and are causal among themselves. ``None`` = causal.
 - ``sequence_ids``: ``(B, L)`` for packed rows: tokens attend only within their own sequence id.
@@ -29,14 +31,74 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
+from transformers.integrations.sdpa_attention import repeat_kv
+from transformers.masking_utils import and_masks, causal_mask_function, create_causal_mask, or_masks, sdpa_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.loss.loss_utils import ForSequenceClassificationLoss
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutputWithPast,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils.generic import TransformersKwargs, is_flash_attention_requested
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration import GLMConfig
 
+# Keyword arguments transformers' callers may pass to a forward (output flags, flash-attention varlen
+# lengths, ...); anything else is a mistake and raises TypeError. ``cache_position`` is accepted and
+# ignored (older callers send it; positions come from ``position_ids`` or the mask).
+FORWARD_KWARGS = frozenset(TransformersKwargs.__annotations__) | {"cache_position"}
+
+
+def check_forward_kwargs(where: str, kwargs: dict) -> None:
+    unexpected = sorted(set(kwargs) - FORWARD_KWARGS)
+    if unexpected:
+        raise TypeError(f"{where} got unexpected arguments {unexpected}")
+    kwargs.pop("cache_position", None)
+
+
 # --------------------------------------------------------------------------------------------
-# Attention mask: built once per forward, shared by every layer.
+# Attention mask: GLM's pattern as transformers mask functions, built once per forward.
 # --------------------------------------------------------------------------------------------
+
+
+def part_a_visible(part_a_length: torch.Tensor):
+    """Mask function: key ``kv`` lies in Part A of row ``b`` (visible to every query of the row)."""
+
+    def visible(batch_idx, head_idx, q_idx, kv_idx):
+        return kv_idx < part_a_length[batch_idx]
+
+    return visible
+
+
+def same_sequence(sequence_ids: torch.Tensor):
+    """Mask function: query and key belong to the same packed sequence. Keys beyond
+    ``sequence_ids`` (the empty tail of a static cache) belong to none."""
+    length = sequence_ids.shape[-1]
+
+    def same(batch_idx, head_idx, q_idx, kv_idx):
+        inside = kv_idx < length
+        q_seq = sequence_ids[batch_idx, q_idx.clamp(max=length - 1)]
+        kv_seq = sequence_ids[batch_idx, kv_idx.clamp(max=length - 1)]
+        return inside & (q_seq == kv_seq)
+
+    return same
+
+
+def glm_mask_functions(batch: int, device, part_a_length=None, sequence_ids=None):
+    """(or_mask_function, and_mask_function) for transformers' ``create_causal_mask``: Part A is
+    added to the causal pattern, packed sequences cut it. ``None`` where the input is absent."""
+    or_function = and_function = None
+    if part_a_length is not None:
+        part_a = torch.as_tensor(part_a_length, device=device).reshape(-1)
+        if part_a.numel() == 1 and batch > 1:
+            part_a = part_a.expand(batch)
+        or_function = part_a_visible(part_a)
+    if sequence_ids is not None:
+        and_function = same_sequence(sequence_ids.to(device))
+    return or_function, and_function
 
 
 def build_attention_mask(
@@ -48,39 +110,56 @@ def build_attention_mask(
     part_a_length: torch.Tensor | None = None,
     sequence_ids: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
-    """Boolean ``(B, 1, Lq, Lk)`` mask (True = may attend), or ``None`` for plain causal attention.
+    """GLM's mask as the boolean ``(B, 1, Lq, Lk)`` tensor SDPA takes (True = may attend), or
+    ``None`` for plain causal attention. For inspection and tests; the model builds the mask for its
+    attention backend with :func:`glm_attention_mask`.
 
     Key ``k`` is visible to query ``q`` when ``k <= q`` or ``k`` lies in Part A (``k < part_a_length``),
     the key is not padding, and both belong to the same packed sequence. Query indices count from
-    ``past_length`` (the KV cache). A query may always see itself, so padded rows never produce NaN.
+    ``past_length`` (the KV cache).
     """
-    key_length = past_length + query_length
-    if attention_mask is not None and bool(attention_mask.all()):
-        attention_mask = None
-    if attention_mask is None and part_a_length is None and sequence_ids is None:
-        if past_length == 0 or query_length == 1:
-            return None  # SDPA's own causal path (or a single query that sees the whole cache)
-    q_index = torch.arange(past_length, key_length, device=device).view(1, -1, 1)
-    k_index = torch.arange(key_length, device=device).view(1, 1, -1)
-    allowed = k_index <= q_index
-    if part_a_length is not None:
-        part_a_length = torch.as_tensor(part_a_length, device=device).view(-1, 1, 1)
-        allowed = allowed | (k_index < part_a_length)
-    allowed = allowed.expand(batch_size, query_length, key_length)
-    if attention_mask is not None:
-        if attention_mask.shape[-1] != key_length:
-            raise ValueError(
-                f"attention_mask covers {attention_mask.shape[-1]} positions but the cache and input "
-                f"hold {key_length}"
-            )
-        allowed = allowed & attention_mask.bool()[:, None, :]
-    if sequence_ids is not None:
-        if sequence_ids.shape[-1] != key_length:
-            raise ValueError(f"sequence_ids covers {sequence_ids.shape[-1]} positions, expected {key_length}")
-        query_ids = sequence_ids[:, past_length:]
-        allowed = allowed & (query_ids[:, :, None] == sequence_ids[:, None, :])
-    allowed = allowed | (k_index == q_index)
-    return allowed[:, None]
+    or_function, and_function = glm_mask_functions(batch_size, device, part_a_length, sequence_ids)
+    mask_function = causal_mask_function
+    if or_function is not None:
+        mask_function = or_masks(mask_function, or_function)
+    if and_function is not None:
+        mask_function = and_masks(mask_function, and_function)
+    return sdpa_mask(
+        batch_size=batch_size, q_length=query_length, kv_length=past_length + query_length, q_offset=past_length,
+        mask_function=mask_function, attention_mask=None if attention_mask is None else attention_mask.bool(),
+        allow_is_causal_skip=or_function is None and and_function is None, device=device,
+    )
+
+
+def glm_attention_mask(config, inputs_embeds, attention_mask, cache, position_ids, part_a_length, sequence_ids):
+    """The mask for ``config``'s attention backend (boolean for sdpa, additive for eager, a
+    ``BlockMask`` for flex, the 2D padding mask or None for flash), through transformers'
+    ``create_causal_mask`` so static caches, padding and padding-free rows (``position_ids``
+    restarting, no ``attention_mask``) work as for transformers' own models.
+
+    A 4D ``attention_mask`` is custom and used as given (boolean or additive). Raises ValueError when
+    it comes with ``part_a_length``/``sequence_ids``, or when flash attention is asked to express
+    them: flash kernels know only causal attention over padding-free sequences.
+    """
+    glm_pattern = part_a_length is not None or sequence_ids is not None
+    if attention_mask is not None and attention_mask.dim() == 4:
+        if glm_pattern:
+            raise ValueError("a 4D attention_mask is used as given; fold part_a_length/sequence_ids into it "
+                             "instead of passing them too")
+        return attention_mask
+    if glm_pattern and is_flash_attention_requested(config):
+        raise ValueError(
+            f"attn_implementation={config._attn_implementation!r} cannot express GLM's blank-infilling mask "
+            f"(Part A bidirectional, packed sequence_ids); use 'sdpa', 'eager' or 'flex_attention' for "
+            f"inputs with part_a_length or sequence_ids"
+        )
+    or_function, and_function = glm_mask_functions(inputs_embeds.shape[0], inputs_embeds.device,
+                                                    part_a_length, sequence_ids)
+    return create_causal_mask(
+        config=config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache,
+        position_ids=None if glm_pattern else position_ids,
+        or_mask_function=or_function, and_mask_function=and_function,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,17 +180,18 @@ class GLMRotaryEmbedding(nn.Module):
         self.rotary_dim = config.rotary_dim
         self.base = config.rope_theta
 
-    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """position_ids (B, 2, L) -> cos, sin of shape (B, 1, L, 2 * rotary_dim), or (B, 1, L,
-        rotary_dim) when every span position is 0: the span half would rotate by 0, so it is left
-        out and passes unchanged (the plain causal case costs what GlmForCausalLM's RoPE costs)."""
-        exponent = torch.arange(0, self.rotary_dim, 2, device=position_ids.device, dtype=torch.float32)
+    def forward(self, text_positions: torch.Tensor, span_positions: torch.Tensor | None,
+                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions (B, L) -> cos, sin of shape (B, 1, L, 2 * rotary_dim), or (B, 1, L, rotary_dim)
+        without span positions: the span half would rotate by 0, so it is left out and passes
+        unchanged (the plain causal case costs what GlmForCausalLM's RoPE costs). The choice depends
+        on whether span positions were given, never on their values, so it compiles to one graph."""
+        exponent = torch.arange(0, self.rotary_dim, 2, device=text_positions.device, dtype=torch.float32)
         inv_freq = 1.0 / (self.base ** (exponent / self.rotary_dim))
-        if not bool(position_ids[:, 1].any()):
-            position_ids = position_ids[:, :1]
-        freqs = position_ids.float()[..., None] * inv_freq  # (B, 1 or 2, L, rotary_dim/2)
-        freqs = freqs.repeat_interleave(2, dim=-1)  # pair (2i, 2i+1) shares frequency i
-        freqs = torch.cat(freqs.unbind(1), dim=-1)  # (B, L, rotary_dim or 2 * rotary_dim)
+        halves = [text_positions] if span_positions is None else [text_positions, span_positions]
+        freqs = [p.float()[..., None] * inv_freq for p in halves]  # (B, L, rotary_dim/2) each
+        # pair (2i, 2i+1) shares frequency i
+        freqs = torch.cat([f.repeat_interleave(2, dim=-1) for f in freqs], dim=-1)
         return freqs.cos().to(dtype)[:, None], freqs.sin().to(dtype)[:, None]
 
 
@@ -151,40 +231,68 @@ def make_norm(config: GLMConfig) -> nn.Module:
     return GLMRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
 
+def eager_attention_forward(module, query, key, value, attention_mask, scaling: float, dropout: float = 0.0,
+                            **kwargs):
+    """Attention written out, returning its weights ``(B, heads, Lq, Lk)``. ``attention_mask`` may be
+    additive (float), boolean (True = attend) or None, which means what it means to SDPA here (the
+    mask sdpa skips): causal from the top-left corner for several queries, all keys for one."""
+    key = repeat_kv(key, module.num_key_value_groups)
+    value = repeat_kv(value, module.num_key_value_groups)
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is None and query.shape[2] > 1:
+        attention_mask = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool, device=query.device).tril()
+    if attention_mask is not None and attention_mask.dtype == torch.bool:
+        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+    elif attention_mask is not None:
+        scores = scores + attention_mask[..., : key.shape[-2]]
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
 class GLMAttention(nn.Module):
+    """Self-attention through transformers' attention interface: ``config._attn_implementation``
+    picks eager, sdpa, flex_attention or flash_attention_*. Asked for its weights
+    (``output_attentions``), sdpa runs this layer eagerly for that call."""
+
     def __init__(self, config: GLMConfig, layer_idx: int):
         super().__init__()
+        self.config = config
         self.layer_idx = layer_idx
-        self.num_heads = config.num_attention_heads
-        self.num_kv_heads = config.num_key_value_heads
         self.head_dim = config.head_dim
-        self.dropout = config.attention_dropout
+        self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_dropout
+        self.is_causal = True
         glm1 = config.architecture == "glm1"
         qkv_bias = True if glm1 else config.attention_bias
-        self.q_proj = nn.Linear(config.hidden_size, self.num_heads * self.head_dim, bias=qkv_bias)
-        self.k_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=qkv_bias)
-        self.v_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=qkv_bias)
-        self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=glm1)
+        heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.q_proj = nn.Linear(config.hidden_size, heads * self.head_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(config.hidden_size, kv_heads * self.head_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(config.hidden_size, kv_heads * self.head_dim, bias=qkv_bias)
+        self.o_proj = nn.Linear(heads * self.head_dim, config.hidden_size, bias=glm1)
         self.o_proj.is_residual_output = True
 
-    def forward(self, hidden_states, rotary, attention_mask, cache: Cache | None):
-        batch, length, _ = hidden_states.shape
-        q = self.q_proj(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(hidden_states).view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(hidden_states).view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
+    def forward(self, hidden_states, rotary, attention_mask, cache: Cache | None, **kwargs):
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.head_dim)
+        q = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        k = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        v = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
         if rotary is not None:
             cos, sin = rotary
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)
-        out = F.scaled_dot_product_attention(
-            q, k, v,
-            attn_mask=attention_mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=attention_mask is None and length > 1,
-            enable_gqa=self.num_kv_heads != self.num_heads,
+        implementation = self.config._attn_implementation
+        if kwargs.get("output_attentions") and implementation == "sdpa":
+            implementation = "eager"
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        out, weights = attention(
+            self, q, k, v, attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0, scaling=self.scaling, **kwargs,
         )
-        return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
+        return self.o_proj(out.reshape(*input_shape, -1).contiguous()), weights
 
 
 class GLMMLP(nn.Module):
@@ -218,8 +326,8 @@ class GLMDecoderLayer(GradientCheckpointingLayer):
         self.mlp = GLMMLP(config)
         self.dropout = nn.Dropout(config.hidden_dropout)
 
-    def forward(self, hidden_states, rotary=None, attention_mask=None, cache=None):
-        attn = self.self_attn(self.input_layernorm(hidden_states), rotary, attention_mask, cache)
+    def forward(self, hidden_states, rotary=None, attention_mask=None, cache=None, **kwargs):
+        attn, _ = self.self_attn(self.input_layernorm(hidden_states), rotary, attention_mask, cache, **kwargs)
         hidden_states = hidden_states + self.dropout(attn)
         mlp = self.mlp(self.post_attention_layernorm(hidden_states))
         return hidden_states + self.dropout(mlp)
@@ -237,6 +345,10 @@ class GLMPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["GLMDecoderLayer"]
     _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_record_outputs = {"hidden_states": GLMDecoderLayer, "attentions": GLMAttention}
 
     def _init_weights(self, module):
         """Normal(0, initializer_range); residual output projections (``o_proj``, ``down_proj``) with
@@ -250,18 +362,37 @@ class GLMPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
 
 
-def _split_positions(position_ids: torch.Tensor | None, batch: int, length: int, past: int, device):
-    """Normalise ``position_ids`` to ``(B, 2, L)``: (text position, span position)."""
+def text_positions_from_mask(attention_mask: torch.Tensor, length: int) -> torch.Tensor:
+    """Text positions of the last ``length`` tokens under a 2D padding mask covering cache + input:
+    real tokens count 0, 1, 2, ... from the row's first real token, padding gets 0 (as
+    ``generate`` numbers a left-padded prompt, so a forward recomputed on prompt + response without
+    positions sees the positions the rollout saw)."""
+    positions = attention_mask.long().cumsum(-1) - 1
+    positions = positions.masked_fill(attention_mask == 0, 0)
+    return positions[:, -length:]
+
+
+def split_positions(position_ids: torch.Tensor | None, batch: int, length: int, past: int, device,
+                    attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(text positions (B, L), span positions (B, L) or None when the input has none).
+
+    ``position_ids`` may be ``(B, 2, L)`` or ``(B, L)``. Without them, text positions come from a 2D
+    ``attention_mask`` (see :func:`text_positions_from_mask`), else count on from the cache length."""
     if position_ids is None:
-        text = torch.arange(past, past + length, device=device).expand(batch, length)
-        return torch.stack([text, torch.zeros_like(text)], dim=1)
+        if attention_mask is not None and attention_mask.dim() == 2:
+            if attention_mask.shape[-1] != past + length:
+                raise ValueError(
+                    f"attention_mask covers {attention_mask.shape[-1]} positions but the cache and input "
+                    f"hold {past + length}"
+                )
+            return text_positions_from_mask(attention_mask.to(device), length).expand(batch, length), None
+        return torch.arange(past, past + length, device=device).expand(batch, length), None
     if position_ids.dim() == 2:
-        position_ids = torch.stack([position_ids, torch.zeros_like(position_ids)], dim=1)
+        return position_ids.expand(batch, -1), None
     if position_ids.dim() != 3 or position_ids.shape[1] != 2:
         raise ValueError(f"position_ids must be (B, L) or (B, 2, L), got shape {tuple(position_ids.shape)}")
-    if position_ids.shape[0] != batch and position_ids.shape[0] == 1:
-        position_ids = position_ids.expand(batch, -1, -1)
-    return position_ids
+    position_ids = position_ids.expand(batch, -1, -1)
+    return position_ids[:, 0], position_ids[:, 1]
 
 
 class GLMModel(GLMPreTrainedModel):
@@ -280,6 +411,7 @@ class GLMModel(GLMPreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
+    @capture_outputs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -290,52 +422,59 @@ class GLMModel(GLMPreTrainedModel):
         cache: Cache | None = None,
         use_cache: bool | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
+        past_key_values: Cache | None = None,
+        **kwargs,
     ) -> BaseModelOutputWithPast:
+        """Final hidden states (and ``hidden_states``/``attentions`` of every layer when
+        ``output_hidden_states``/``output_attentions`` is passed or set on the config; ``return_dict=False``
+        gives a tuple). ``past_key_values`` is an alias of ``cache``."""
+        check_forward_kwargs(f"{type(self).__name__}.forward", kwargs)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if cache is None:
+            cache = past_key_values
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         batch, length, _ = inputs_embeds.shape
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if self.gradient_checkpointing and self.training:
             use_cache = False
+        fresh_cache = cache is None
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         past = cache.get_seq_length() if cache is not None else 0
-        positions = _split_positions(position_ids, batch, length, past, inputs_embeds.device)
+        if sequence_ids is not None and sequence_ids.shape[-1] != past + length:
+            raise ValueError(f"sequence_ids covers {sequence_ids.shape[-1]} positions, expected {past + length}")
+        text, span = split_positions(position_ids, batch, length, past, inputs_embeds.device, attention_mask)
 
         hidden = inputs_embeds
         rotary = None
         if self.rotary is None:
-            if int(positions.max()) >= self.config.max_position_embeddings:
+            if not torch.compiler.is_compiling() and int(text.max()) >= self.config.max_position_embeddings:
                 raise ValueError(
-                    f"position {int(positions.max())} is beyond max_position_embeddings="
+                    f"position {int(text.max())} is beyond max_position_embeddings="
                     f"{self.config.max_position_embeddings} of this GLM-1 model"
                 )
-            hidden = hidden + self.embed_positions(positions[:, 0]) + self.embed_block_positions(positions[:, 1])
+            span = torch.zeros_like(text) if span is None else span
+            hidden = hidden + self.embed_positions(text) + self.embed_block_positions(span)
         else:
-            rotary = self.rotary(positions, hidden.dtype)
+            rotary = self.rotary(text, span, hidden.dtype)
         hidden = self.embed_dropout(hidden)
 
-        mask = build_attention_mask(batch, length, past, hidden.device, attention_mask, part_a_length, sequence_ids)
-        all_hidden = [] if output_hidden_states else None
+        # Caller-given (B, L) positions may mark padding-free packed rows (positions restarting).
+        packed_positions = position_ids if position_ids is not None and position_ids.dim() == 2 else None
+        mask = glm_attention_mask(self.config, inputs_embeds, attention_mask, None if fresh_cache else cache,
+                                  packed_positions, part_a_length, sequence_ids)
         for layer in self.layers:
-            if all_hidden is not None:
-                all_hidden.append(hidden)
-            hidden = layer(hidden, rotary=rotary, attention_mask=mask, cache=cache if use_cache else None)
+            hidden = layer(hidden, rotary=rotary, attention_mask=mask, cache=cache if use_cache else None,
+                           position_ids=text, **kwargs)
         hidden = self.norm(hidden)
-        if all_hidden is not None:
-            all_hidden.append(hidden)
-        return BaseModelOutputWithPast(
-            last_hidden_state=hidden,
-            cache=cache if use_cache else None,
-            hidden_states=tuple(all_hidden) if all_hidden is not None else None,
-        )
+        return BaseModelOutputWithPast(last_hidden_state=hidden, cache=cache if use_cache else None)
 
 
 class GLMForCausalLM(GLMPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    _tp_plan = {"lm_head": "colwise_gather_output"}
 
     def __init__(self, config: GLMConfig):
         super().__init__(config)
@@ -356,7 +495,6 @@ class GLMForCausalLM(GLMPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         inputs_embeds: torch.Tensor | None = None,
         logits_to_keep: int | torch.Tensor = 0,
-        output_hidden_states: bool | None = None,
         past_key_values: Cache | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
         return_dict: bool | None = None,
@@ -364,49 +502,54 @@ class GLMForCausalLM(GLMPreTrainedModel, GenerationMixin):
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """Logits, and the mean cross-entropy over non-ignored targets when ``labels`` (shifted
-        here) or ``shift_labels`` (already aligned) is given. ``num_items_in_batch`` turns the mean
-        into a sum divided by that count, for exact gradient accumulation. ``past_key_values`` is
-        accepted as an alias of ``cache`` for callers written against older transformers.
+        here) or ``shift_labels`` (already aligned) is given; given both, ``shift_labels`` wins (the
+        convention of transformers' Trainer, which passes both). ``num_items_in_batch`` turns the
+        mean into a sum divided by that count, for exact gradient accumulation. ``past_key_values``
+        is an alias of ``cache``. ``output_hidden_states``/``output_attentions`` (or the config's
+        flags) add every layer's hidden states/attention weights; ``return_dict=False`` gives a tuple.
 
         ``return_logits=False`` (training, with targets) applies the output layer only where there
         is a target: the same loss and gradients, without the logits of positions that have none
         (in blank infilling, Part A: most of the row), and ``logits`` is None."""
-        if kwargs:
-            unexpected = sorted(k for k in kwargs if k not in ("output_attentions", "cache_position"))
-            if unexpected:
-                raise TypeError(f"GLMForCausalLM.forward got unexpected arguments {unexpected}")
-        if cache is None:
-            cache = past_key_values
+        check_forward_kwargs(f"{type(self).__name__}.forward", kwargs)
         outputs = self.model(
             input_ids=input_ids,
             position_ids=position_ids,
             attention_mask=attention_mask,
             part_a_length=part_a_length,
             sequence_ids=sequence_ids,
-            cache=cache,
+            cache=cache if cache is not None else past_key_values,
             use_cache=use_cache,
             inputs_embeds=inputs_embeds,
-            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            **kwargs,
         )
         hidden = outputs.last_hidden_state
-        if labels is not None and shift_labels is not None:
-            raise ValueError("pass labels (shifted inside the model) or shift_labels (aligned), not both")
-        if labels is not None:
+        if shift_labels is None and labels is not None:
             shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]
+        loss = logits = None
         if shift_labels is not None and not return_logits:
             has_target = shift_labels.to(hidden.device) != -100
             loss = causal_lm_loss(self.lm_head(hidden[has_target]), shift_labels.to(hidden.device)[has_target],
                                   num_items_in_batch)
-            return CausalLMOutputWithPast(loss=loss, logits=None, cache=outputs.cache, hidden_states=outputs.hidden_states)
-        if isinstance(logits_to_keep, int) and logits_to_keep > 0:
-            hidden = hidden[:, -logits_to_keep:]
-        elif isinstance(logits_to_keep, torch.Tensor):
-            hidden = hidden[:, logits_to_keep]
-        logits = self.lm_head(hidden)
-        loss = None if shift_labels is None else causal_lm_loss(logits, shift_labels, num_items_in_batch)
-        return CausalLMOutputWithPast(
-            loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states
-        )
+        else:
+            if isinstance(logits_to_keep, int) and logits_to_keep > 0:
+                hidden = hidden[:, -logits_to_keep:]
+            elif isinstance(logits_to_keep, torch.Tensor):
+                hidden = hidden[:, logits_to_keep]
+            logits = self.lm_head(hidden)
+            if shift_labels is not None:
+                loss = causal_lm_loss(logits, shift_labels, num_items_in_batch)
+        result = CausalLMOutputWithPast(loss=loss, logits=logits, cache=outputs.cache,
+                                        hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return result if return_dict else result.to_tuple()
+
+    def create_masks_for_generate(self, attention_mask=None, **kwargs):
+        """``generate`` with a static cache asks for the 4D mask ahead of the forward; ours is built
+        in the forward (it needs ``part_a_length``/``sequence_ids``, which this hook never sees), so
+        the 2D mask passes through."""
+        return attention_mask
 
     # --- generation hooks: 2D positions continue a span inside Part B ------------------------
 
@@ -427,6 +570,83 @@ class GLMForCausalLM(GLMPreTrainedModel, GenerationMixin):
         if position_ids is not None:
             model_kwargs["position_ids"] = position_ids.repeat_interleave(expand_size, dim=0)
         return input_ids, model_kwargs
+
+
+class GLMForSequenceClassification(GLMPreTrainedModel):
+    """A score head on the last real token, as transformers' ``*ForSequenceClassification``: one
+    bias-free linear layer ``score`` (hidden -> ``config.num_labels``) applied to the final hidden
+    state of each row's last non-padding token, which is the last position where ``attention_mask``
+    is 1, else the last token that is not ``pad_token_id``, else the last token (batch of one without
+    a pad token). Left and right padding both work.
+
+    Loss as transformers computes it (``config.problem_type``, inferred when unset): ``num_labels ==
+    1`` regression (MSE), integer labels single-label cross-entropy, else multi-label BCE.
+
+    With ``num_labels == 1`` this is the reward model: its score is ``score(h) - config.reward_offset``
+    (the reward stage stores a centring offset there, so a saved reward model gives centred rewards
+    with no extra file). The GLM-4 variant exports to transformers' ``GlmForSequenceClassification``
+    (see :mod:`glm_base.export`)."""
+
+    def __init__(self, config: GLMConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = GLMModel(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        part_a_length: torch.Tensor | None = None,
+        sequence_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        use_cache: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutputWithPast:
+        """Scores ``(B, num_labels)``, the loss against ``labels`` when given. Raises ValueError for a
+        batch of several rows with neither ``attention_mask`` nor ``pad_token_id`` to find their ends."""
+        check_forward_kwargs(f"{type(self).__name__}.forward", kwargs)
+        outputs = self.model(
+            input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
+            part_a_length=part_a_length, sequence_ids=sequence_ids,
+            cache=cache if cache is not None else past_key_values, use_cache=use_cache,
+            inputs_embeds=inputs_embeds, return_dict=True, **kwargs,
+        )
+        hidden = outputs.last_hidden_state
+        batch, length = hidden.shape[:2]
+        last = self.last_token_index(input_ids, attention_mask, batch, length, hidden.device)
+        scores = self.score(hidden[torch.arange(batch, device=hidden.device), last])
+        if self.num_labels == 1 and self.config.reward_offset:
+            scores = scores - self.config.reward_offset
+        loss = None
+        if labels is not None:
+            loss = ForSequenceClassificationLoss(labels=labels, pooled_logits=scores, config=self.config)
+        result = SequenceClassifierOutputWithPast(loss=loss, logits=scores, cache=outputs.cache,
+                                                  hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return result if return_dict else result.to_tuple()
+
+    def last_token_index(self, input_ids, attention_mask, batch: int, length: int, device) -> torch.Tensor:
+        """Index of each row's last non-padding token (see the class docstring for the rule)."""
+        positions = torch.arange(length, device=device)
+        if attention_mask is not None and attention_mask.dim() == 2:
+            real = attention_mask[:, -length:].to(device).bool()
+        elif input_ids is not None and self.config.pad_token_id is not None:
+            real = input_ids.to(device) != self.config.pad_token_id
+        elif batch == 1:
+            return torch.full((1,), length - 1, device=device)
+        else:
+            raise ValueError(
+                f"{type(self).__name__}: a batch of {batch} rows needs attention_mask or config.pad_token_id "
+                f"to find each row's last token"
+            )
+        return (positions * real).argmax(-1)
 
 
 def extend_positions(position_ids: torch.Tensor, count: int) -> torch.Tensor:
