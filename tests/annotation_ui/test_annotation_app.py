@@ -8,7 +8,7 @@ import socket
 import httpx
 import pytest
 
-from annotation_helpers import make_items
+from annotation_helpers import make_items, rank_all
 from annotation_ui import io as aio
 from annotation_ui.app import ServeConfig, launch, render_prompt, render_review, render_text
 from annotation_ui.store import Store
@@ -83,7 +83,7 @@ def fn_index(app, name: str) -> int:
 def test_roundtrip_with_gradio_client(app, tmp_path):
     c = client(app, "alice")
     api = c.view_api(print_info=False, return_format="dict")
-    assert sorted(api["named_endpoints"]) == ["/next_item", "/submit_ranking"]
+    assert sorted(api["named_endpoints"]) == ["/next_item", "/next_write_item", "/submit_demonstration", "/submit_ranking"]
     assert api["unnamed_endpoints"] == {}
     item = c.predict(api_name="/next_item")
     assert item["item_id"] is not None and len(item["responses"]) == 4
@@ -123,9 +123,9 @@ def test_submit_waits_on_a_database_thread_while_another_process_writes(app):
     job.start()
     time.sleep(1.0)
     assert job.is_alive()  # waiting for the lock, not refused
-    t0 = time.perf_counter()
-    assert httpx.get(app["url"], timeout=10).status_code == 200  # the loop is free: the login page
-    assert time.perf_counter() - t0 < 2.0
+    # the loop is free: the login page is served while the submit still waits for the lock
+    assert httpx.get(app["url"], timeout=10).status_code == 200
+    assert job.is_alive() and result == {}
     other.execute("ROLLBACK")
     other.close()
     job.join(timeout=30)
@@ -144,22 +144,39 @@ def test_wrong_password_and_anonymous(app):
 
 
 def test_annotator_cannot_touch_others_items(app):
+    """Trudy tries eve's leased item (one trudy is provably not assigned): submitting it with
+    its real response ids and opening it in the reviewer view are refused, nothing is stored, and
+    eve can still submit it."""
+    from sqlalchemy import text
+
     store = app["store"]
-    a, b = client(app, "alice"), client(app, "bob")
-    it = a.predict(api_name="/next_item")
+    for n in ("eve", "trudy"):
+        store.add_user(n, "annotator", f"pw-{n}-123")
+    m, e = client(app, "trudy"), client(app, "eve")
+    m_item = m.predict(api_name="/next_item")
+    e_item = e.predict(api_name="/next_item")
+    while e_item["item_id"] == m_item["item_id"]:  # overlap 2 pairs them up first: eve moves on
+        e.predict(e_item["item_id"], rank_all(e_item), {}, "", None, api_name="/submit_ranking")
+        e_item = e.predict(api_name="/next_item")
+    target = e_item["item_id"]
+    with store.engine.connect() as c:
+        mine = c.execute(text("SELECT count(*) FROM assignments a JOIN users u ON u.id = a.user_id "
+                              "WHERE u.name = 'trudy' AND a.prompt_id = :p"), {"p": target}).scalar()
+    assert target is not None and mine == 0  # eve's item, never trudy's
     before = store.counts()["rankings"]
-    ranks = {str(r["id"]): 1 for r in it["responses"]}
-    # bob may get the same prompt through overlap; use one that is only alice's: her open item is hers
-    b_item = b.predict(api_name="/next_item")
-    target = it["item_id"] if b_item["item_id"] != it["item_id"] else None
-    if target is not None:
-        with pytest.raises(Exception, match="not assigned to you"):
-            b.predict(target, ranks, {}, "", None, api_name="/submit_ranking")
     with pytest.raises(Exception, match="not assigned to you"):
-        b.predict(999999, ranks, {}, "", None, api_name="/submit_ranking")
+        m.predict(target, rank_all(e_item), {}, "trudy was here", None, api_name="/submit_ranking")
+    with pytest.raises(Exception, match="not assigned to you"):
+        m.predict(999999, rank_all(e_item), {}, "", None, api_name="/submit_ranking")
+    read = RawSession(app, "trudy").call(fn_index(app, "on_review_open"), [target, "en"])
+    assert read["success"] is False and "needs the role" in json.dumps(read)
+    assert m.predict(api_name="/next_item")["item_id"] == m_item["item_id"]  # still only her own item
     assert store.counts()["rankings"] == before
+    assert store.item_detail(target)["rankings"] == []
+    res = e.predict(target, rank_all(e_item), {}, "", None, api_name="/submit_ranking")
+    assert res["ok"] and not res["duplicate"]
     # no endpoint takes a user name: the identity is the login
-    for ep in c_api(a)["named_endpoints"].values():
+    for ep in c_api(m)["named_endpoints"].values():
         assert not any("user" in p["parameter_name"] for p in ep["parameters"])
 
 
