@@ -22,6 +22,10 @@ XSS = [
 ]
 
 
+WRITE_ITEMS = [{"id": f"w{i}", "lang": "en", "category": "qa", "prompt": f"What is {i} + {i}? " + XSS[0]}
+               for i in range(3)]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -37,6 +41,7 @@ def app(tmp_path_factory):
     items.append({"id": "xss", "lang": "en", "category": "security", "prompt": XSS[0] + " what is 2+2?",
                   "responses": XSS[1:4] + ["4"]})
     store.import_rows([aio.validate_item(r, "t") for r in items])
+    store.import_rows([aio.validate_item(r, "t", need_responses=None) for r in WRITE_ITEMS])
     for name, role in (("alice", "annotator"), ("bob", "annotator"), ("rita", "reviewer"), ("root", "admin")):
         store.add_user(name, role, f"pw-{name}-123")
     demo, base, _ = launch(ServeConfig(db=url, port=free_port(), overlap=2), block=False, store=store)
@@ -307,3 +312,41 @@ def test_whole_app_on_postgresql(pg_url, tmp_path):
     finally:
         demo.close()
         store.close()
+
+
+def test_write_roundtrip_with_gradio_client(app):
+    """The write API: a demonstration with the judges' advice, a retried submit stored once,
+    another user's write item refused; the review handlers refuse annotators over HTTP and work
+    for a reviewer, whose edit is exported instead of the original."""
+    store = app["store"]
+    b, a = client(app, "bob"), client(app, "alice")
+    item = b.predict(api_name="/next_write_item")
+    assert item["item_id"] is not None and item["write_prompt"] is False and item["prompt"].startswith("What is")
+    res = b.predict(item["item_id"], "答案是 " + str(2 * int(item["ext_id"][1:])) + "。", None, None,
+                    api_name="/submit_demonstration")
+    assert res["ok"] and not res["duplicate"] and res["warnings"] == [{"code": "language", "expected": "en", "got": "zh"}]
+    again = b.predict(item["item_id"], "another text", None, None, api_name="/submit_demonstration")
+    assert again["duplicate"] and again["demonstration_id"] == res["demonstration_id"]
+    a_item = a.predict(api_name="/next_write_item")
+    assert a_item["item_id"] != item["item_id"]
+    with pytest.raises(Exception, match="not assigned to you"):
+        b.predict(a_item["item_id"], "mine", None, None, api_name="/submit_demonstration")
+    with pytest.raises(Exception, match="not assigned to you"):
+        a.predict(item["item_id"], "mine", None, None, api_name="/submit_demonstration")
+    assert store.counts()["demonstrations"] == 1
+    did = res["demonstration_id"]
+    s = RawSession(app, "alice")
+    for name, data in [("on_demo_refresh", ["all"]), ("on_demo_open", [did, "en"]),
+                       ("on_demo_accept", [did, None, None, ""]), ("on_demo_edit", [did, None, "edited", ""])]:
+        msg = s.call(fn_index(app, name), data)
+        assert msg["success"] is False and "needs the role" in json.dumps(msg), (name, msg)
+    assert store.demonstration_detail(did)["reviews"] == []
+    r = RawSession(app, "rita")
+    listed = r.call(fn_index(app, "on_demo_refresh"), ["pending"])
+    assert listed["success"] and [row[0] for row in listed["output"]["data"][0]["data"]] == [did]
+    opened = r.call(fn_index(app, "on_demo_open"), [did, "en"])
+    assert opened["success"] and "&lt;img" in opened["output"]["data"][1] and "<img" not in opened["output"]["data"][1]
+    edited = r.call(fn_index(app, "on_demo_edit"), [did, None, "The answer is " + str(2 * int(item["ext_id"][1:])) + ".", "English"])
+    assert edited["success"] and edited["output"]["data"][0] == f"demonstration {did} edited"
+    d = store.demonstration_detail(did)
+    assert d["status"] == "edited" and d["response"].startswith("答案是") and d["reviews"][0]["reviewer"] == "rita"
