@@ -241,7 +241,7 @@ def build_app(store: Store, cfg: ServeConfig) -> gr.Blocks:
                 dm_detail = gr.HTML("", elem_id="dm-detail")
                 dm_prompt = gr.Textbox(label=t(L0, "edit_prompt"), lines=3, visible=False, elem_id="dm-prompt")
                 dm_response = gr.Textbox(label=t(L0, "edit_response"), lines=8, visible=False, elem_id="dm-response")
-                dm_note = gr.Textbox(label=t(L0, "note"), lines=2, elem_id="dm-note")
+                dm_note = gr.Textbox(label=t(L0, "demo_note"), lines=2, elem_id="dm-note")
                 with gr.Row():
                     dm_accept = gr.Button(t(L0, "accept"), variant="primary", elem_id="dm-accept")
                     dm_edit = gr.Button(t(L0, "save_edit"), elem_id="dm-edit")
@@ -290,7 +290,7 @@ def build_app(store: Store, cfg: ServeConfig) -> gr.Blocks:
                     value("submit"), value("skip"), value("check"), value("submit"), f"### {t(lang, 'disagreed')}",
                     value("refresh"), label("item_id"), value("open"), label("note"), value("save_adjudication"),
                     f"### {t(lang, 'demos')}", label("demo_status"), value("refresh"), label("demo_id"), value("open"),
-                    label("edit_prompt"), label("edit_response"), label("note"), value("accept"), value("save_edit"),
+                    label("edit_prompt"), label("edit_response"), label("demo_note"), value("accept"), value("save_edit"),
                     value("reject"), f"### {t(lang, 'users')}", f"### {t(lang, 'demo_counts')}", value("refresh"),
                     label("name"), label("role"), label("password"), value("add_user"), value("disable"),
                     value("enable"), label("format"), value("export"), label("language")]
@@ -314,10 +314,13 @@ def build_app(store: Store, cfg: ServeConfig) -> gr.Blocks:
         def on_lang(lang: str, state: dict | None, request: gr.Request):
             r = h.set_lang(login_name(request), lang, state)
             keep = r["item"] is not None and (state or {}).get("item_id") == r["item"].get("item_id")
+            # the write view: item and progress re-rendered, the draft in the text boxes kept
+            wv = write_view(h.next_write(r["user"]["name"]), r["lang"])
             return [r["lang"], who_text(r["user"], r["lang"]), *relabel(r["lang"])[:-1],
-                    *rank_view(r["item"], r["lang"], keep_values=keep)]
+                    *rank_view(r["item"], r["lang"], keep_values=keep), wv[1], wv[2]]
 
-        lang_radio.input(on_lang, [lang_radio, item_state], [lang_state, who, *relabel_targets[:-1], *rank_outputs], **private)
+        lang_radio.input(on_lang, [lang_radio, item_state], [lang_state, who, *relabel_targets[:-1], *rank_outputs,
+                                                              wr_progress, wr_item], **private)
 
         @gradio_errors
         def on_submit(request: gr.Request, lang: str, state: dict | None, *values):

@@ -74,6 +74,7 @@ TEXT: dict[str, dict[str, str]] = {
         "reject": "Reject",
         "edit_prompt": "Prompt (edit)",
         "edit_response": "Response (edit)",
+        "demo_note": "Review note",
         "demo_counts": "Demonstrations per annotator and language",
     },
     "zh": {
@@ -146,6 +147,7 @@ TEXT: dict[str, dict[str, str]] = {
         "reject": "驳回",
         "edit_prompt": "问题（修改）",
         "edit_response": "回答（修改）",
+        "demo_note": "审核说明",
         "demo_counts": "每位标注者、每种语言的示范数量",
     },
 }

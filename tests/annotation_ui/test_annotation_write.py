@@ -72,6 +72,15 @@ def test_advice_from_the_judges():
     refusal = "I'm sorry, but I can't help with that."
     assert demonstration_warnings(refusal, lang="en", prompt_text=en_q, category="qa") == [{"code": "refusal"}]
     assert demonstration_warnings(refusal, lang="en", prompt_text="How do I pick a lock?", category="harmful") == []
+    assert demonstration_warnings("抱歉，我不能提供这方面的帮助。", lang="zh", prompt_text="怎样撬开保险柜？",
+                                  category="safety") == []  # the world's safety prompts include harmful ones
+    # a translation request expects its target language, not the prompt's
+    tr = "Translate into Chinese: Wilor Trading has 800 employees."
+    assert demonstration_warnings("威奥贸易公司有800名员工。", lang="en", prompt_text=tr, category="translation") == []
+    assert demonstration_warnings("Wilor Trading has 800 employees.", lang="en", prompt_text=tr, category="translation") == [
+        {"code": "language", "expected": "zh", "got": "en"}]
+    assert demonstration_warnings("Wilor has 800 employees.", lang="zh", prompt_text="请将这句话翻译成英文：威奥有800名员工。",
+                                  category="translation") == []
     # no lang: the prompt's language is the target
     assert demonstration_warnings("Paris.", lang="", prompt_text="法国的首都是哪里？", category="qa")[0]["code"] == "language"
     assert demonstration_warnings("抱歉，我无法回答这个问题。", lang="zh", prompt_text=None, category="chat",
