@@ -3,9 +3,9 @@
     serve     --db URL --port 7860 [--config configs/annotation/serve.yaml] [key=value ...]
     users     add NAME --role annotator|reviewer|admin --password-file FILE | list | disable NAME
               | enable NAME | passwd NAME --password-file FILE
-    import    FILE [--source NAME]
+    import    FILE [--source NAME]      rows with responses: items to rank; without: prompts to write for
     generate  --checkpoint DIR --prompts FILE --n 4 [--temperature 0.8 --top-p 0.95 --out FILE]
-    export    --format rankings|pairs --out FILE [--consensus borda|ranked_pairs] [--report FILE]
+    export    --format rankings|pairs|sft|prompts --out FILE [--consensus borda|ranked_pairs] [--report FILE]
     db        upgrade | current
 
 Every command takes `--db URL` (default: $ANNOTATION_DB or sqlite:///annotations.db). Passwords are
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     sub.add_parser("serve", parents=[common], add_help=False,
-                   help="run the Gradio app (see annotation_ui.app.ServeConfig; --help lists its fields)")
+                   help="run the Gradio app (see annotation_ui.serve.ServeConfig; --help lists its fields)")
 
     users = sub.add_parser("users", help="manage users")
     usub = users.add_subparsers(dest="action", required=True)
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("name")
     pw.add_argument("--password-file", required=True)
 
-    imp = sub.add_parser("import", parents=[common], help="import items to rank (JSONL/JSON/datasets)")
+    imp = sub.add_parser("import", parents=[common], help="import items to rank, or prompts to write for (JSONL/JSON/datasets)")
     imp.add_argument("file")
     imp.add_argument("--source", default=None, help="source label (default: the file name)")
 
@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", default=None, help="also write the items as JSONL here")
     gen.add_argument("--no-import", action="store_true", help="only write --out, do not touch the database")
 
-    exp = sub.add_parser("export", parents=[common], help="export rankings or pairs with an agreement report")
-    exp.add_argument("--format", choices=("rankings", "pairs"), default="rankings")
+    exp = sub.add_parser("export", parents=[common], help="export rankings or pairs (with an agreement report), or the "
+                         "reviewed demonstrations as SFT chat rows (sft) or their human prompts (prompts)")
+    exp.add_argument("--format", choices=("rankings", "pairs", "sft", "prompts"), default="rankings")
     exp.add_argument("--out", required=True)
     exp.add_argument("--consensus", choices=("borda", "ranked_pairs"), default="borda")
     exp.add_argument("--min-annotators", type=int, default=1)
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if argv and argv[0] == "serve":
-        from .app import serve_main
+        from .serve import serve_main
 
         return serve_main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -154,9 +155,13 @@ def _run(args: argparse.Namespace, url: str) -> int:
 
         report = export(store, args.out, fmt=args.format, method=args.consensus,
                         min_annotators=args.min_annotators, report_path=args.report)
-        w = report["kendalls_w"]["mean"]
-        print(f"wrote {report['rows']} {args.format} rows ({report['items_exported']} items) to {report['out']}; "
-              f"Kendall's W {'n/a' if w is None else f'{w:.3f}'}; report {report['report']}")
+        if args.format in ("sft", "prompts"):
+            print(f"wrote {report['rows']} {args.format} rows to {report['out']} ({report['demonstrations_exported']} of "
+                  f"{report['demonstrations']} demonstrations accepted or edited); report {report['report']}")
+        else:
+            w = report["kendalls_w"]["mean"]
+            print(f"wrote {report['rows']} {args.format} rows ({report['items_exported']} items) to {report['out']}; "
+                  f"Kendall's W {'n/a' if w is None else f'{w:.3f}'}; report {report['report']}")
     store.close()
     return 0
 

@@ -1,14 +1,16 @@
-"""The Gradio annotation app: `python -m annotation_ui serve --db URL --port 7860`.
+"""The Gradio annotation app: a thin builder wiring `annotation_ui.handlers` to components.
 
 Security model (every Gradio event handler is an HTTP endpoint anyone logged in can call):
-- identity comes only from `request.username` (Gradio auth against the users table); no handler
-  takes a user name from its inputs;
-- every handler re-checks on the server that the user is active, has the role the view needs, and
-  that the item is assigned to them (the store does the item checks);
-- model output, prompts and rationales are shown as escaped text (`render_text`): HTML/JS in them is
-  displayed, never run;
-- the public API is exactly two named endpoints, `next_item` and `submit_ranking`; every other
-  handler is private (not offered to API clients) and role-checked anyway.
+- identity comes only from `request.username` (Gradio auth against the users table): every wrapper
+  here passes that and nothing else to a handler, and no handler takes a user name from its inputs;
+- every handler checks the role it needs (annotation_ui.handlers) and the store checks that an
+  item is assigned to the caller;
+- untrusted text is shown escaped (annotation_ui.render): HTML/JS in it is displayed, never run;
+- the public API is exactly four named endpoints, `next_item`, `submit_ranking`, `next_write_item`
+  and `submit_demonstration`; every other handler is private (not offered to API clients) and
+  role-checked anyway.
+
+`python -m annotation_ui serve` (annotation_ui.serve) builds and launches it.
 """
 
 from __future__ import annotations
@@ -16,118 +18,23 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import gc
 import html
-import json
-import logging
-import tempfile
-import time
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from . import agreement as ag
+from .handlers import Handlers
 from .i18n import LETTERS, t
-from .store import DEFAULT_URL, FLAGS, ROLES, Store, StoreError, WouldBlock
+from .render import (  # noqa: F401  (render_* re-exported for callers of the old module)
+    md_escape, render_demonstration, render_prompt, render_review, render_text, render_warnings, render_write_item,
+)
+from .serve import ServeConfig, launch, make_auth, serve_main  # noqa: F401  (re-exported)
+from .store import FLAGS, MAX_RESPONSES, ROLES, Store, StoreError, WouldBlock
 
-log = logging.getLogger(__name__)
-REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "annotation"
-
-
-@dataclass
-class ServeConfig:
-    """Serve the annotation app (Gradio) over an annotation database."""
-
-    db: str = field(default=DEFAULT_URL, metadata={"help": "SQLAlchemy URL of the annotation database"})
-    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on (0.0.0.0 for all)"})
-    port: int = field(default=7860, metadata={"help": "port to listen on"})
-    overlap: int = field(default=3, metadata={"help": "k: how many annotators rank each prompt"})
-    lease_seconds: float = field(default=1800.0, metadata={"help": "an unsubmitted assignment returns to the pool after this"})
-    max_responses: int = field(default=6, metadata={"help": "response slots in the UI (items with more are refused)"})
-    concurrency_limit: int = field(default=16, metadata={"help": "concurrent runs of each event (the DB serialises writes)"})
-    max_threads: int = field(default=48, metadata={"help": "Gradio worker threads"})
-    db_threads: int = field(default=0, metadata={"help": "threads for the API endpoints' database calls that cannot run on the event loop (0 = 1 on SQLite, 8 otherwise)"})
-    guidelines_dir: str = field(default=str(REPO_CONFIGS), metadata={"help": "directory with guidelines.en.md / guidelines.zh.md"})
-    default_lang: str = field(default="en", metadata={"help": "UI language before a user picks one: en or zh"})
-
-
-# ----------------------------------------------------------------------------------------------
-# Safe rendering
-# ----------------------------------------------------------------------------------------------
-def render_text(text: str | None) -> str:
-    """Untrusted text as inert HTML: every character escaped, whitespace preserved by CSS."""
-    return f'<div class="ann-text">{html.escape(text or "", quote=True)}</div>'
-
-
-def render_prompt(item: dict, lang: str) -> str:
-    head = html.escape(t(lang, "item", item=item["item_id"], language=item.get("lang") or "-", category=item.get("category") or "-"))
-    parts = [f'<div class="ann-meta">{head}</div>']
-    if item.get("messages"):
-        *context, last = item["messages"]
-        if context:
-            parts.append(f'<div class="ann-label">{html.escape(t(lang, "context"))}</div>')
-            for m in context:
-                parts.append(f'<div class="ann-turn ann-{html.escape(m["role"])}"><span class="ann-role">'
-                             f'{html.escape(m["role"])}</span>{render_text(m["content"])}</div>')
-        parts.append(f'<div class="ann-label">{html.escape(t(lang, "prompt"))}</div>')
-        parts.append(f'<div class="ann-turn ann-prompt">{render_text(last["content"])}</div>')
-    else:
-        parts.append(f'<div class="ann-label">{html.escape(t(lang, "prompt"))}</div>')
-        parts.append(f'<div class="ann-turn ann-prompt">{render_text(item.get("prompt"))}</div>')
-    return "\n".join(parts)
-
-
-def md_escape(text: str) -> str:
-    """Escape for gr.Markdown: HTML-escaped and Markdown punctuation neutralised."""
-    s = html.escape(str(text))
-    for ch in "\\`*_{}[]()#+!|~":
-        s = s.replace(ch, "\\" + ch)
-    return s
-
-
-CSS = """
-.ann-text { white-space: pre-wrap; word-break: break-word; font-family: ui-sans-serif, system-ui, sans-serif;
-            line-height: 1.45; }
-.ann-meta { color: #6b7280; font-size: 0.85em; margin-bottom: 6px; }
-.ann-label { font-weight: 600; margin: 8px 0 4px; }
-.ann-turn { border-radius: 8px; padding: 8px 10px; margin: 4px 0; background: #f3f4f6; }
-.ann-turn.ann-prompt { background: #eef2ff; border: 1px solid #c7d2fe; }
-.ann-role { display: inline-block; font-size: 0.75em; font-weight: 600; color: #4b5563; margin-bottom: 2px;
-            text-transform: uppercase; }
-.ann-response { border: 1px solid #d1d5db; border-radius: 8px; padding: 10px; min-height: 120px;
-                max-height: 420px; overflow-y: auto; background: white; }
-.ann-col.ann-selected { outline: 3px solid #6366f1; border-radius: 10px; }
-.ann-review-table td, .ann-review-table th { border: 1px solid #e5e7eb; padding: 4px 8px; vertical-align: top; }
-"""
-
-SHORTCUTS_JS = """
-<script>
-(() => {
-  if (window.__annShortcuts) return; window.__annShortcuts = true;
-  let sel = 0;
-  const cols = () => Array.from(document.querySelectorAll('.ann-col')).filter(c => c.offsetParent !== null);
-  const mark = () => cols().forEach((c, i) => c.classList.toggle('ann-selected', i === sel));
-  const clickIn = (id) => { const b = document.querySelector('#' + id); if (b) { (b.tagName === 'BUTTON' ? b : b.querySelector('button') || b).click(); } };
-  document.addEventListener('keydown', (e) => {
-    const el = e.target;
-    const typing = el && (el.tagName === 'TEXTAREA' || (el.tagName === 'INPUT' && !['radio', 'checkbox'].includes(el.type)) || el.isContentEditable);
-    if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') { e.preventDefault(); clickIn('ann-submit'); sel = 0; mark(); return; }
-    if (e.altKey && (e.key === 's' || e.key === 'S' || e.code === 'KeyS')) { e.preventDefault(); clickIn('ann-skip'); sel = 0; mark(); return; }
-    if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
-    const k = e.key.toLowerCase();
-    const n = cols().length;
-    if (k.length === 1 && k >= 'a' && k <= 'f' && 'abcdef'.indexOf(k) < n) { sel = 'abcdef'.indexOf(k); mark(); e.preventDefault(); return; }
-    if (/^[1-9]$/.test(k) && n > 0) {
-      const radio = document.querySelector('#ann-rank-' + sel + ' input[type=radio][value="' + k + '"]');
-      if (radio) { radio.click(); sel = Math.min(sel + 1, n - 1); mark(); e.preventDefault(); }
-    }
-  });
-})();
-</script>
-"""
+N = MAX_RESPONSES
+DEMO_STATUSES = ["pending", "accepted", "edited", "rejected", "all"]
 
 
 def _load_guidelines(cfg: ServeConfig, lang: str) -> str:
@@ -137,24 +44,77 @@ def _load_guidelines(cfg: ServeConfig, lang: str) -> str:
     return "Rank the responses from best (1) to worst; give equal ranks to responses of equal quality."
 
 
-# ----------------------------------------------------------------------------------------------
-# The app
-# ----------------------------------------------------------------------------------------------
+def login_name(request: gr.Request | None) -> str | None:
+    """The logged-in user's name: Gradio's `request.username`, the only source of identity."""
+    return getattr(request, "username", None) if request is not None else None
+
+
+def resolved_hints(fn):
+    """Gradio reads an endpoint's type hints on every call; with this module's postponed
+    annotations each read re-parses every hint from its string. Resolve them once."""
+    fn.__annotations__ = typing.get_type_hints(fn)
+    return fn
+
+
+def gradio_errors(fn):
+    """Store errors raised by a handler become Gradio errors (shown to the caller)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except StoreError as e:
+            raise gr.Error(str(e)) from None
+    return wrapper
+
+
+def rank_view(item: dict | None, lang: str, status: str = "", keep_values: bool = False) -> list:
+    """Updates for: state, progress, prompt, N x (column, response html, rank, flags), rationale, status."""
+    out: list[Any] = []
+    if item is None or item.get("item_id") is None:
+        prog = (item or {}).get("progress") or {"done": 0, "assigned": 0, "skipped": 0}
+        out += [None, t(lang, "progress", **prog), f"<p>{html.escape(t(lang, 'no_items'))}</p>"]
+        for _ in range(N):
+            out += [gr.update(visible=False), "", gr.update(value=None), gr.update(value=[])]
+        return out + [gr.update(value=""), status]
+    n = len(item["responses"])
+    if n > N:  # import refuses such items (store.items.MAX_RESPONSES); an old database may hold one
+        raise StoreError(f"item {item['item_id']} has {n} responses; this app shows at most {N}")
+    state = {"item_id": item["item_id"], "response_ids": [r["id"] for r in item["responses"]], "item": item}
+    out += [state, t(lang, "progress", **item["progress"]), render_prompt(item, lang)]
+    choices = [str(i) for i in range(1, n + 1)]
+    flag_choices = [(t(lang, "flag_" + f), f) for f in FLAGS]
+    for k in range(N):
+        if k < n:
+            r = item["responses"][k]
+            out += [gr.update(visible=True),
+                    f'<div class="ann-label">{html.escape(t(lang, "response", letter=LETTERS[k]))}</div>'
+                    f'<div class="ann-response">{render_text(r["text"])}</div>',
+                    gr.update(choices=choices, label=t(lang, "rank", letter=LETTERS[k]), **({} if keep_values else {"value": None})),
+                    gr.update(choices=flag_choices, label=t(lang, "flags"), **({} if keep_values else {"value": []}))]
+        else:
+            out += [gr.update(visible=False), "", gr.update(value=None), gr.update(value=[])]
+    return out + [gr.update(label=t(lang, "rationale"), **({} if keep_values else {"value": ""})), status]
+
+
+def write_view(item: dict | None, lang: str, status: str = "", advice: str = "") -> list:
+    """Updates for: write state, progress, item html, prompt box, response box, advice, status."""
+    if item is None or item.get("item_id") is None:
+        prog = (item or {}).get("progress") or {"done": 0, "assigned": 0, "skipped": 0}
+        return [None, t(lang, "progress", **prog), f"<p>{html.escape(t(lang, 'no_write_items'))}</p>",
+                gr.update(visible=False, value=""), gr.update(visible=False, value=""), advice, status]
+    state = {"item_id": item["item_id"], "write_prompt": bool(item["write_prompt"])}
+    label = "your_next_turn" if item.get("messages") else "your_response"
+    return [state, t(lang, "progress", **item["progress"]), render_write_item(item, lang),
+            gr.update(visible=bool(item["write_prompt"]), value="", label=t(lang, "your_prompt")),
+            gr.update(visible=True, value="", label=t(lang, label)), advice, status]
+
+
 def build_app(store: Store, cfg: ServeConfig) -> gr.Blocks:
-    N = cfg.max_responses
+    h = Handlers(store, max_responses=N, default_lang=cfg.default_lang)
     guidelines = {lang: _load_guidelines(cfg, lang) for lang in ("en", "zh")}
+    L0 = cfg.default_lang
 
-    def _user(request: gr.Request | None, *roles: str) -> dict:
-        name = getattr(request, "username", None) if request is not None else None
-        return store.require_role(name, *roles) if roles else store.user_info(name)
-
-    def _login(request: gr.Request | None) -> str:
-        name = getattr(request, "username", None) if request is not None else None
-        if not name:
-            raise StoreError("not logged in")
-        return name
-
-    # ---- the two public API endpoints ------------------------------------------------------------
+    # ---- the public API endpoints ------------------------------------------------------------------
     # Async handlers. On SQLite a store call is a few hundred microseconds of local work, less than
     # handing it to a thread costs (a hop, then a GIL hand-over after every statement): the event
     # loop runs it itself, under store.nowait(), so that a write which would wait (for a UI handler's
@@ -169,7 +129,9 @@ def build_app(store: Store, cfg: ServeConfig) -> gr.Blocks:
         """fn(logged-in user name, *args), on the loop when it cannot block, else on the database
         threads; store errors become Gradio errors (shown to the caller)."""
         try:
-            name = _login(request)
+            name = login_name(request)
+            if not name:
+                raise StoreError("not logged in")
             if store.is_sqlite:
                 try:
                     with store.nowait():
@@ -180,18 +142,11 @@ def build_app(store: Store, cfg: ServeConfig) -> gr.Blocks:
         except StoreError as e:
             raise gr.Error(str(e)) from None
 
-    def resolved_hints(fn):
-        """Gradio reads an endpoint's type hints on every call; with this module's postponed
-        annotations each read re-parses every hint from its string. Resolve them once."""
-        fn.__annotations__ = typing.get_type_hints(fn)
-        return fn
-
     @resolved_hints
     async def next_item(request: gr.Request) -> dict:
         """The logged-in user's current or next assignment: {"item_id", "ext_id", "lang", "category",
         "prompt", "messages", "responses": [{"id", "text"}], "lease_expires_at", "progress"};
         item_id is None when nothing is left."""
-        # the store checks the user (exists, active) in the same statement that reads the item
         return await as_user(request, store.next_item)
 
     @resolved_hints
@@ -203,55 +158,36 @@ def build_app(store: Store, cfg: ServeConfig) -> gr.Blocks:
         returns duplicate=true and stores nothing new. Errors say what is wrong; nothing is stored."""
         return await as_user(request, store.submit_ranking, item_id, ranks, flags or {}, rationale or "", time_spent_s)
 
-    # ---- rendering helpers --------------------------------------------------------------------
-    def view_updates(item: dict | None, lang: str, status: str = "", keep_values: bool = False) -> list:
-        """Updates for: state, progress, prompt, N x (column, response html, rank, flags), rationale, status."""
-        out: list[Any] = []
-        if item is None or item.get("item_id") is None:
-            prog = (item or {}).get("progress") or {"done": 0, "assigned": 0, "skipped": 0}
-            out += [None, t(lang, "progress", **prog), f"<p>{html.escape(t(lang, 'no_items'))}</p>"]
-            for k in range(N):
-                out += [gr.update(visible=False), "", gr.update(value=None), gr.update(value=[])]
-            out += [gr.update(value=""), status]
-            return out
-        if len(item["responses"]) > N:
-            raise StoreError(f"item {item['item_id']} has {len(item['responses'])} responses; this app shows at most {N}")
-        n = len(item["responses"])
-        state = {"item_id": item["item_id"], "response_ids": [r["id"] for r in item["responses"]], "item": item}
-        out += [state, t(lang, "progress", **item["progress"]), render_prompt(item, lang)]
-        choices = [str(i) for i in range(1, n + 1)]
-        flag_choices = [(t(lang, "flag_" + f), f) for f in FLAGS]
-        for k in range(N):
-            if k < n:
-                r = item["responses"][k]
-                value = {} if keep_values else {"value": None}
-                out += [gr.update(visible=True),
-                        f'<div class="ann-label">{html.escape(t(lang, "response", letter=LETTERS[k]))}</div>'
-                        f'<div class="ann-response">{render_text(r["text"])}</div>',
-                        gr.update(choices=choices, label=t(lang, "rank", letter=LETTERS[k]), **value),
-                        gr.update(choices=flag_choices, label=t(lang, "flags"), **({} if keep_values else {"value": []}))]
-            else:
-                out += [gr.update(visible=False), "", gr.update(value=None), gr.update(value=[])]
-        out += [gr.update(label=t(lang, "rationale"), **({} if keep_values else {"value": ""})), status]
-        return out
+    @resolved_hints
+    async def next_write_item(request: gr.Request) -> dict:
+        """The logged-in user's current or next item to write for: {"item_id", "ext_id", "lang",
+        "category", "prompt", "messages", "write_prompt", "lease_expires_at", "progress"};
+        write_prompt=true: write the prompt too (in lang, of category). item_id None: none left."""
+        return await as_user(request, store.next_write_item)
 
-    def _status(lang: str, key: str, **kw) -> str:
-        return md_escape(t(lang, key, **kw))
+    @resolved_hints
+    async def submit_demonstration(item_id: int, response: str, prompt: str | None = None,
+                                   time_spent_s: float | None = None, request: gr.Request = None) -> dict:
+        """Submit the logged-in user's ideal response (and prompt, when write_prompt) for an
+        assigned write item: {"ok", "duplicate", "demonstration_id", "warnings", "message",
+        "progress"}. Warnings are advice (language, mixing, refusal), never a refusal to store.
+        A repeated submit returns duplicate=true and stores nothing new."""
+        return await as_user(request, store.submit_demonstration, item_id, response, prompt, time_spent_s)
 
     with gr.Blocks(title="glm-align annotation") as demo:
-        lang_state = gr.State(cfg.default_lang)
+        lang_state = gr.State(L0)
         item_state = gr.State(None)
+        write_state = gr.State(None)
         with gr.Row(equal_height=True):
-            title = gr.Markdown(f"## {t(cfg.default_lang, 'title')}")
+            title = gr.Markdown(f"## {t(L0, 'title')}")
             who = gr.Markdown("")
-            lang_radio = gr.Radio([("English", "en"), ("中文", "zh")], value=cfg.default_lang,
-                                  label=t(cfg.default_lang, "language"), elem_id="ann-lang")
+            lang_radio = gr.Radio([("English", "en"), ("中文", "zh")], value=L0, label=t(L0, "language"), elem_id="ann-lang")
         with gr.Tabs():
-            with gr.Tab(t(cfg.default_lang, "tab_annotate"), id="annotate") as tab_annotate:
+            with gr.Tab(t(L0, "tab_annotate"), id="annotate") as tab_annotate:
                 progress = gr.Markdown("", elem_id="ann-progress")
-                with gr.Accordion(t(cfg.default_lang, "guidelines"), open=False) as guide_acc:
-                    guide_md = gr.Markdown(guidelines[cfg.default_lang])
-                shortcuts = gr.Markdown(t(cfg.default_lang, "shortcuts"))
+                with gr.Accordion(t(L0, "guidelines"), open=False) as guide_acc:
+                    guide_md = gr.Markdown(guidelines[L0])
+                shortcuts = gr.Markdown(t(L0, "shortcuts"))
                 prompt_html = gr.HTML("", elem_id="ann-prompt")
                 cols, resp_html, rank_radios, flag_groups = [], [], [], []
                 with gr.Row(equal_height=False):
@@ -259,322 +195,283 @@ def build_app(store: Store, cfg: ServeConfig) -> gr.Blocks:
                         with gr.Column(visible=False, min_width=220, elem_classes=["ann-col"], elem_id=f"ann-col-{k}") as col:
                             cols.append(col)
                             resp_html.append(gr.HTML("", elem_id=f"ann-response-{k}"))
-                            rank_radios.append(gr.Radio([], label=t(cfg.default_lang, "rank", letter=LETTERS[k]),
-                                                        elem_id=f"ann-rank-{k}"))
-                            flag_groups.append(gr.CheckboxGroup([], label=t(cfg.default_lang, "flags"),
-                                                                elem_id=f"ann-flags-{k}"))
-                rationale = gr.Textbox(label=t(cfg.default_lang, "rationale"), lines=2, max_lines=8, elem_id="ann-rationale")
+                            rank_radios.append(gr.Radio([], label=t(L0, "rank", letter=LETTERS[k]), elem_id=f"ann-rank-{k}"))
+                            flag_groups.append(gr.CheckboxGroup([], label=t(L0, "flags"), elem_id=f"ann-flags-{k}"))
+                rationale = gr.Textbox(label=t(L0, "rationale"), lines=2, max_lines=8, elem_id="ann-rationale")
                 with gr.Row():
-                    skip_btn = gr.Button(t(cfg.default_lang, "skip"), variant="secondary", elem_id="ann-skip")
-                    submit_btn = gr.Button(t(cfg.default_lang, "submit"), variant="primary", elem_id="ann-submit")
+                    skip_btn = gr.Button(t(L0, "skip"), variant="secondary", elem_id="ann-skip")
+                    submit_btn = gr.Button(t(L0, "submit"), variant="primary", elem_id="ann-submit")
                 status = gr.Markdown("", elem_id="ann-status")
-            with gr.Tab(t(cfg.default_lang, "tab_review"), id="review", visible=False) as tab_review:
-                rv_title = gr.Markdown(f"### {t(cfg.default_lang, 'disagreed')}")
-                rv_refresh = gr.Button(t(cfg.default_lang, "refresh"), elem_id="rv-refresh")
+            with gr.Tab(t(L0, "tab_write"), id="write") as tab_write:
+                wr_progress = gr.Markdown("", elem_id="wr-progress")
+                wr_item = gr.HTML("", elem_id="wr-item")
+                wr_prompt = gr.Textbox(label=t(L0, "your_prompt"), lines=3, max_lines=12, visible=False, elem_id="wr-prompt")
+                wr_response = gr.Textbox(label=t(L0, "your_response"), lines=8, max_lines=30, visible=False, elem_id="wr-response")
+                wr_advice = gr.HTML("", elem_id="wr-advice")
+                with gr.Row():
+                    wr_skip = gr.Button(t(L0, "skip"), variant="secondary", elem_id="wr-skip")
+                    wr_check = gr.Button(t(L0, "check"), elem_id="wr-check")
+                    wr_submit = gr.Button(t(L0, "submit"), variant="primary", elem_id="wr-submit")
+                wr_status = gr.Markdown("", elem_id="wr-status")
+            with gr.Tab(t(L0, "tab_review"), id="review", visible=False) as tab_review:
+                rv_title = gr.Markdown(f"### {t(L0, 'disagreed')}")
+                rv_refresh = gr.Button(t(L0, "refresh"), elem_id="rv-refresh")
                 rv_table = gr.Dataframe(headers=["item_id", "id", "annotators", "kendalls_w", "adjudicated"],
                                         interactive=False, elem_id="rv-table")
                 with gr.Row():
-                    rv_item = gr.Number(None, label=t(cfg.default_lang, "item_id"), precision=0, elem_id="rv-item")
-                    rv_open = gr.Button(t(cfg.default_lang, "open"), elem_id="rv-open")
+                    rv_item = gr.Number(None, label=t(L0, "item_id"), precision=0, elem_id="rv-item")
+                    rv_open = gr.Button(t(L0, "open"), elem_id="rv-open")
                 rv_state = gr.State(None)
                 rv_detail = gr.HTML("", elem_id="rv-detail")
-                rv_ranks = [gr.Radio([], visible=False, label=t(cfg.default_lang, "adjudicate", letter=LETTERS[k]),
-                                     elem_id=f"rv-rank-{k}") for k in range(N)]
-                rv_note = gr.Textbox(label=t(cfg.default_lang, "note"), lines=2)
-                rv_save = gr.Button(t(cfg.default_lang, "save_adjudication"), variant="primary", elem_id="rv-save")
+                rv_ranks = [gr.Radio([], visible=False, label=t(L0, "adjudicate", letter=LETTERS[k]), elem_id=f"rv-rank-{k}")
+                            for k in range(N)]
+                rv_note = gr.Textbox(label=t(L0, "note"), lines=2)
+                rv_save = gr.Button(t(L0, "save_adjudication"), variant="primary", elem_id="rv-save")
                 rv_status = gr.Markdown("")
-            with gr.Tab(t(cfg.default_lang, "tab_admin"), id="admin", visible=False) as tab_admin:
-                ad_title = gr.Markdown(f"### {t(cfg.default_lang, 'users')}")
-                ad_refresh = gr.Button(t(cfg.default_lang, "refresh"), elem_id="ad-refresh")
+                dm_title = gr.Markdown(f"### {t(L0, 'demos')}")
+                with gr.Row():
+                    dm_filter = gr.Radio(DEMO_STATUSES, value="pending", label=t(L0, "demo_status"), elem_id="dm-filter")
+                    dm_refresh = gr.Button(t(L0, "refresh"), elem_id="dm-refresh")
+                dm_table = gr.Dataframe(headers=["id", "item", "annotator", "lang", "category", "status", "warnings"],
+                                        interactive=False, elem_id="dm-table")
+                with gr.Row():
+                    dm_id = gr.Number(None, label=t(L0, "demo_id"), precision=0, elem_id="dm-id")
+                    dm_open = gr.Button(t(L0, "open"), elem_id="dm-open")
+                dm_state = gr.State(None)
+                dm_detail = gr.HTML("", elem_id="dm-detail")
+                dm_prompt = gr.Textbox(label=t(L0, "edit_prompt"), lines=3, visible=False, elem_id="dm-prompt")
+                dm_response = gr.Textbox(label=t(L0, "edit_response"), lines=8, visible=False, elem_id="dm-response")
+                dm_note = gr.Textbox(label=t(L0, "demo_note"), lines=2, elem_id="dm-note")
+                with gr.Row():
+                    dm_accept = gr.Button(t(L0, "accept"), variant="primary", elem_id="dm-accept")
+                    dm_edit = gr.Button(t(L0, "save_edit"), elem_id="dm-edit")
+                    dm_reject = gr.Button(t(L0, "reject"), variant="stop", elem_id="dm-reject")
+                dm_status = gr.Markdown("", elem_id="dm-status")
+            with gr.Tab(t(L0, "tab_admin"), id="admin", visible=False) as tab_admin:
+                ad_title = gr.Markdown(f"### {t(L0, 'users')}")
+                ad_refresh = gr.Button(t(L0, "refresh"), elem_id="ad-refresh")
                 ad_table = gr.Dataframe(headers=["name", "role", "active", "done", "assigned", "skipped", "mean_time_s",
                                                  "tau_b_to_consensus"], interactive=False, elem_id="ad-table")
+                ad_counts_title = gr.Markdown(f"### {t(L0, 'demo_counts')}")
+                ad_counts = gr.Dataframe(headers=["annotator", "lang", "written", "pending", "accepted", "edited", "rejected",
+                                                  "warned"], interactive=False, elem_id="ad-counts")
                 with gr.Row():
-                    ad_name = gr.Textbox(label=t(cfg.default_lang, "name"))
-                    ad_role = gr.Dropdown(list(ROLES), value="annotator", label=t(cfg.default_lang, "role"))
-                    ad_pw = gr.Textbox(label=t(cfg.default_lang, "password"), type="password")
+                    ad_name = gr.Textbox(label=t(L0, "name"))
+                    ad_role = gr.Dropdown(list(ROLES), value="annotator", label=t(L0, "role"))
+                    ad_pw = gr.Textbox(label=t(L0, "password"), type="password")
                 with gr.Row():
-                    ad_add = gr.Button(t(cfg.default_lang, "add_user"))
-                    ad_disable = gr.Button(t(cfg.default_lang, "disable"))
-                    ad_enable = gr.Button(t(cfg.default_lang, "enable"))
+                    ad_add = gr.Button(t(L0, "add_user"))
+                    ad_disable = gr.Button(t(L0, "disable"))
+                    ad_enable = gr.Button(t(L0, "enable"))
                 with gr.Row():
-                    ad_format = gr.Radio(["rankings", "pairs"], value="rankings", label=t(cfg.default_lang, "format"))
-                    ad_export = gr.Button(t(cfg.default_lang, "export"))
+                    ad_format = gr.Radio(["rankings", "pairs", "sft", "prompts"], value="rankings", label=t(L0, "format"))
+                    ad_export = gr.Button(t(L0, "export"))
                 ad_file = gr.File(label="export", interactive=False)
                 ad_status = gr.Markdown("")
 
-        view_outputs = [item_state, progress, prompt_html]
+        rank_outputs = [item_state, progress, prompt_html]
         for k in range(N):
-            view_outputs += [cols[k], resp_html[k], rank_radios[k], flag_groups[k]]
-        view_outputs += [rationale, status]
+            rank_outputs += [cols[k], resp_html[k], rank_radios[k], flag_groups[k]]
+        rank_outputs += [rationale, status]
+        write_outputs = [write_state, wr_progress, wr_item, wr_prompt, wr_response, wr_advice, wr_status]
         private = dict(api_visibility="private", concurrency_limit=cfg.concurrency_limit)
 
-        # ---- annotator handlers ---------------------------------------------------------------
-        def on_load(request: gr.Request):
-            try:
-                u = _user(request)
-            except StoreError as e:
-                raise gr.Error(str(e)) from None
-            lang = u["ui_lang"] or cfg.default_lang
-            item = store.next_item(u["name"])
-            relabel = relabel_updates(lang)
-            return [lang, gr.update(value=lang), md_escape_who(u, lang),
-                    gr.update(visible=u["role"] in ("reviewer", "admin")), gr.update(visible=u["role"] == "admin"),
-                    *relabel, *view_updates(item, lang)]
+        relabel_targets = [title, tab_annotate, tab_write, tab_review, tab_admin, guide_acc, guide_md, shortcuts, skip_btn,
+                           submit_btn, wr_skip, wr_check, wr_submit, rv_title, rv_refresh, rv_item, rv_open, rv_note,
+                           rv_save, dm_title, dm_filter, dm_refresh, dm_id, dm_open, dm_prompt, dm_response, dm_note,
+                           dm_accept, dm_edit, dm_reject, ad_title, ad_counts_title, ad_refresh, ad_name, ad_role, ad_pw,
+                           ad_add, ad_disable, ad_enable, ad_format, ad_export, lang_radio]
 
-        def md_escape_who(u: dict, lang: str) -> str:
+        def relabel(lang: str) -> list:
+            label = lambda key: gr.update(label=t(lang, key))  # noqa: E731
+            value = lambda key: gr.update(value=t(lang, key))  # noqa: E731
+            return [f"## {t(lang, 'title')}", label("tab_annotate"), label("tab_write"), label("tab_review"),
+                    label("tab_admin"), label("guidelines"), guidelines[lang], t(lang, "shortcuts"), value("skip"),
+                    value("submit"), value("skip"), value("check"), value("submit"), f"### {t(lang, 'disagreed')}",
+                    value("refresh"), label("item_id"), value("open"), label("note"), value("save_adjudication"),
+                    f"### {t(lang, 'demos')}", label("demo_status"), value("refresh"), label("demo_id"), value("open"),
+                    label("edit_prompt"), label("edit_response"), label("demo_note"), value("accept"), value("save_edit"),
+                    value("reject"), f"### {t(lang, 'users')}", f"### {t(lang, 'demo_counts')}", value("refresh"),
+                    label("name"), label("role"), label("password"), value("add_user"), value("disable"),
+                    value("enable"), label("format"), value("export"), label("language")]
+
+        def who_text(u: dict, lang: str) -> str:
             return t(lang, "signed_in", name=md_escape(u["name"]), role=md_escape(u["role"]))
 
-        relabel_targets = [title, tab_annotate, tab_review, tab_admin, guide_acc, guide_md, shortcuts, skip_btn,
-                           submit_btn, rv_title, rv_refresh, rv_item, rv_open, rv_note, rv_save, ad_title, ad_refresh,
-                           ad_name, ad_role, ad_pw, ad_add, ad_disable, ad_enable, ad_format, ad_export, lang_radio]
+        # ---- annotator ------------------------------------------------------------------------
+        @gradio_errors
+        def on_load(request: gr.Request):
+            r = h.load(login_name(request))
+            u, lang = r["user"], r["lang"]
+            return [lang, gr.update(value=lang), who_text(u, lang), gr.update(visible=u["role"] in ("reviewer", "admin")),
+                    gr.update(visible=u["role"] == "admin"), *relabel(lang), *rank_view(r["item"], lang),
+                    *write_view(r["write_item"], lang)]
 
-        def relabel_updates(lang: str) -> list:
-            return [
-                f"## {t(lang, 'title')}", gr.update(label=t(lang, "tab_annotate")), gr.update(label=t(lang, "tab_review")),
-                gr.update(label=t(lang, "tab_admin")), gr.update(label=t(lang, "guidelines")), guidelines[lang],
-                t(lang, "shortcuts"), gr.update(value=t(lang, "skip")), gr.update(value=t(lang, "submit")),
-                f"### {t(lang, 'disagreed')}", gr.update(value=t(lang, "refresh")), gr.update(label=t(lang, "item_id")),
-                gr.update(value=t(lang, "open")), gr.update(label=t(lang, "note")),
-                gr.update(value=t(lang, "save_adjudication")), f"### {t(lang, 'users')}",
-                gr.update(value=t(lang, "refresh")), gr.update(label=t(lang, "name")), gr.update(label=t(lang, "role")),
-                gr.update(label=t(lang, "password")), gr.update(value=t(lang, "add_user")),
-                gr.update(value=t(lang, "disable")), gr.update(value=t(lang, "enable")),
-                gr.update(label=t(lang, "format")), gr.update(value=t(lang, "export")), gr.update(label=t(lang, "language")),
-            ]
+        demo.load(on_load, None, [lang_state, lang_radio, who, tab_review, tab_admin, *relabel_targets, *rank_outputs,
+                                  *write_outputs], **private)
 
-        load_outputs = [lang_state, lang_radio, who, tab_review, tab_admin, *relabel_targets, *view_outputs]
-        demo.load(on_load, None, load_outputs, **private)
-
+        @gradio_errors
         def on_lang(lang: str, state: dict | None, request: gr.Request):
-            u = _user(request)
-            if lang not in ("en", "zh"):
-                lang = "en"
-            store.set_ui_lang(u["name"], lang)
-            item = (state or {}).get("item")
-            if item is not None:  # re-render the open item without touching the assignment
-                item = {**item, "progress": store.progress(u["name"])}
-                view = view_updates(item, lang, keep_values=True)  # keeps what the annotator entered
-            else:
-                view = view_updates(store.next_item(u["name"]), lang)
-            return [lang, md_escape_who(u, lang), *relabel_updates(lang)[:-1], *view]
+            r = h.set_lang(login_name(request), lang, state)
+            keep = r["item"] is not None and (state or {}).get("item_id") == r["item"].get("item_id")
+            # the write view: item and progress re-rendered, the draft in the text boxes kept
+            wv = write_view(h.next_write(r["user"]["name"]), r["lang"])
+            return [r["lang"], who_text(r["user"], r["lang"]), *relabel(r["lang"])[:-1],
+                    *rank_view(r["item"], r["lang"], keep_values=keep), wv[1], wv[2]]
 
-        lang_radio.input(on_lang, [lang_radio, item_state], [lang_state, who, *relabel_targets[:-1], *view_outputs], **private)
+        lang_radio.input(on_lang, [lang_radio, item_state], [lang_state, who, *relabel_targets[:-1], *rank_outputs,
+                                                              wr_progress, wr_item], **private)
 
+        @gradio_errors
         def on_submit(request: gr.Request, lang: str, state: dict | None, *values):
-            u = _user(request)
-            if not state:
-                return view_updates(store.next_item(u["name"]), lang, _status(lang, "no_items"))
-            ranks_in, flags_in, text = values[:N], values[N:2 * N], values[2 * N]
-            ids = state["response_ids"]
-            ranks = {str(rid): ranks_in[k] for k, rid in enumerate(ids) if ranks_in[k] not in (None, "")}
-            flags = {str(rid): list(flags_in[k] or []) for k, rid in enumerate(ids) if flags_in[k]}
-            try:
-                res = store.submit_ranking(u["name"], state["item_id"], ranks, flags, text or "", None)
-            except StoreError as e:
-                gr.Warning(str(e))
-                return [gr.skip()] * (len(view_outputs) - 1) + [_status(lang, "error", msg=str(e))]
-            msg = _status(lang, "duplicate" if res["duplicate"] else "saved", item=state["item_id"])
-            return view_updates(store.next_item(u["name"]), lang, msg)
+            r = h.submit_ranking(login_name(request), lang, state, list(values[:N]), list(values[N:2 * N]), values[2 * N])
+            if r["item"] is None:  # refused: keep what the annotator entered, say why
+                gr.Warning(r["error"])
+                return [gr.skip()] * (len(rank_outputs) - 1) + [r["status"]]
+            return rank_view(r["item"], lang, r["status"])
 
-        submit_btn.click(on_submit, [lang_state, item_state, *rank_radios, *flag_groups, rationale], view_outputs, **private)
+        submit_btn.click(on_submit, [lang_state, item_state, *rank_radios, *flag_groups, rationale], rank_outputs, **private)
 
+        @gradio_errors
         def on_skip(lang: str, state: dict | None, request: gr.Request):
-            u = _user(request)
-            msg = ""
-            if state:
-                try:
-                    store.skip(u["name"], state["item_id"])
-                    msg = _status(lang, "skipped", item=state["item_id"])
-                except StoreError as e:
-                    msg = _status(lang, "error", msg=str(e))
-            return view_updates(store.next_item(u["name"]), lang, msg)
+            r = h.skip_ranking(login_name(request), lang, state)
+            return rank_view(r["item"], lang, r["status"])
 
-        skip_btn.click(on_skip, [lang_state, item_state], view_outputs, **private)
+        skip_btn.click(on_skip, [lang_state, item_state], rank_outputs, **private)
 
-        # ---- reviewer handlers ----------------------------------------------------------------
+        # ---- writer ---------------------------------------------------------------------------
+        @gradio_errors
+        def on_write_check(lang: str, state: dict | None, prompt: str, response: str, request: gr.Request):
+            return render_warnings(h.check_demonstration(login_name(request), state, prompt, response), lang)
+
+        wr_check.click(on_write_check, [lang_state, write_state, wr_prompt, wr_response], wr_advice, **private)
+
+        @gradio_errors
+        def on_write_submit(lang: str, state: dict | None, prompt: str, response: str, request: gr.Request):
+            r = h.submit_demonstration(login_name(request), lang, state, prompt, response)
+            if r["item"] is None:
+                gr.Warning(r["error"])
+                return [gr.skip()] * (len(write_outputs) - 1) + [r["status"]]
+            advice = render_warnings(r["warnings"], lang) if r["ok"] else ""
+            return write_view(r["item"], lang, r["status"], advice)
+
+        wr_submit.click(on_write_submit, [lang_state, write_state, wr_prompt, wr_response], write_outputs, **private)
+
+        @gradio_errors
+        def on_write_skip(lang: str, state: dict | None, request: gr.Request):
+            r = h.skip_write(login_name(request), lang, state)
+            return write_view(r["item"], lang, r["status"])
+
+        wr_skip.click(on_write_skip, [lang_state, write_state], write_outputs, **private)
+
+        # ---- reviewer: rankings ---------------------------------------------------------------
+        @gradio_errors
         def on_review_refresh(request: gr.Request):
-            _user(request, "reviewer", "admin")
-            rows = []
-            for item in store.items_with_rankings(min_rankings=2):
-                ids = [r["id"] for r in item["responses"]]
-                rankings = [[r["ranks"][i] for i in ids] for r in item["rankings"]]
-                w = ag.kendalls_w(rankings)
-                rows.append([item["item_id"], item["ext_id"], len(rankings), None if w is None else round(w, 3),
-                             item["review"] is not None, ag.disagreement(rankings)])
-            rows.sort(key=lambda r: (-r[5], r[0]))
-            return [r[:5] for r in rows[:50]]
+            return h.review_list(login_name(request))
 
         rv_refresh.click(on_review_refresh, None, rv_table, **private)
 
+        @gradio_errors
         def on_review_pick(evt: gr.SelectData, request: gr.Request):
             """Clicking a row of the disagreement list puts its item id in the box."""
-            _user(request, "reviewer", "admin")
+            h.user(login_name(request), "reviewer", "admin")
             row = getattr(evt, "row_value", None)
             return row[0] if row else gr.skip()
 
         rv_table.select(on_review_pick, None, rv_item, **private)
 
+        @gradio_errors
         def on_review_open(item_id, lang: str, request: gr.Request):
-            _user(request, "reviewer", "admin")
+            name = login_name(request)
+            h.user(name, "reviewer", "admin")
             try:
-                item = store.item_detail(item_id)
+                item = h.review_open(name, item_id)
             except StoreError as e:
                 return [None, f"<p>{html.escape(str(e))}</p>"] + [gr.update(visible=False)] * N
-            if len(item["responses"]) > N:
-                return [None, f"<p>{html.escape('too many responses for this view')}</p>"] + [gr.update(visible=False)] * N
+            n = len(item["responses"])
             return [item["item_id"], render_review(item, lang)] + [
-                gr.update(visible=k < len(item["responses"]), choices=[str(i) for i in range(1, len(item["responses"]) + 1)],
-                          value=None if item["review"] is None or k >= len(item["responses"])
+                gr.update(visible=k < n, choices=[str(i) for i in range(1, n + 1)],
+                          value=None if item["review"] is None or k >= n
                           else str(item["review"]["ranks"][item["responses"][k]["id"]]),
                           label=t(lang, "adjudicate", letter=LETTERS[k]))
-                for k in range(N)
-            ]
+                for k in range(N)]
 
         rv_open.click(on_review_open, [rv_item, lang_state], [rv_state, rv_detail, *rv_ranks], **private)
 
+        @gradio_errors
         def on_review_save(request: gr.Request, item_id, note: str, *ranks):
-            u = _user(request, "reviewer", "admin")
-            if item_id is None:
-                return "Open an item first."
-            item = store.item_detail(item_id)
-            ids = [r["id"] for r in item["responses"]]
-            given = {str(rid): ranks[k] for k, rid in enumerate(ids) if ranks[k] not in (None, "")}
-            try:
-                return md_escape(store.adjudicate(u["name"], item_id, given, note or "")["message"])
-            except StoreError as e:
-                return md_escape(f"Not saved: {e}")
+            return h.review_save(login_name(request), item_id, note, list(ranks))
 
         rv_save.click(on_review_save, [rv_state, rv_note, *rv_ranks], rv_status, **private)
 
-        # ---- admin handlers -------------------------------------------------------------------
+        # ---- reviewer: demonstrations ---------------------------------------------------------
+        @gradio_errors
+        def on_demo_refresh(status: str, request: gr.Request):
+            return h.demo_list(login_name(request), status)
+
+        dm_refresh.click(on_demo_refresh, [dm_filter], dm_table, **private)
+
+        @gradio_errors
+        def on_demo_pick(evt: gr.SelectData, request: gr.Request):
+            h.user(login_name(request), "reviewer", "admin")
+            row = getattr(evt, "row_value", None)
+            return row[0] if row else gr.skip()
+
+        dm_table.select(on_demo_pick, None, dm_id, **private)
+
+        @gradio_errors
+        def on_demo_open(demo_id, lang: str, request: gr.Request):
+            name = login_name(request)
+            h.user(name, "reviewer", "admin")
+            try:
+                d = h.demo_open(name, demo_id)
+            except StoreError as e:
+                return [None, f"<p>{html.escape(str(e))}</p>", gr.update(visible=False), gr.update(visible=False)]
+            return [d["id"], render_demonstration(d, lang),
+                    gr.update(visible=d["written_prompt"] is not None, value=d["final_prompt"] or ""),
+                    gr.update(visible=True, value=d["final_response"])]
+
+        dm_open.click(on_demo_open, [dm_id, lang_state], [dm_state, dm_detail, dm_prompt, dm_response], **private)
+
+        def on_demo_review(decision: str):
+            @gradio_errors
+            def fn(demo_id, prompt: str, response: str, note: str, request: gr.Request):
+                edit = decision == "edit"
+                return h.demo_review(login_name(request), demo_id, decision, prompt if edit else None,
+                                     response if edit else None, note)
+            fn.__name__ = f"on_demo_{decision}"
+            return fn
+
+        for btn, decision in ((dm_accept, "accept"), (dm_edit, "edit"), (dm_reject, "reject")):
+            btn.click(on_demo_review(decision), [dm_state, dm_prompt, dm_response, dm_note], dm_status, **private)
+
+        # ---- admin ----------------------------------------------------------------------------
+        @gradio_errors
         def on_admin_refresh(request: gr.Request):
-            _user(request, "admin")
-            from .io import build_export
+            name = login_name(request)
+            return h.admin_progress(name), h.admin_demo_counts(name)
 
-            _, report = build_export(store)
-            taus = {k: v["mean_tau_b_to_consensus"] for k, v in report["annotators"].items()}
-            return [[p["name"], p["role"], p["active"], p["done"], p["assigned"], p["skipped"], p["mean_time_s"],
-                     None if taus.get(p["name"]) is None else round(taus[p["name"]], 3)] for p in store.annotator_progress()]
-
-        ad_refresh.click(on_admin_refresh, None, ad_table, **private)
+        ad_refresh.click(on_admin_refresh, None, [ad_table, ad_counts], **private)
 
         def on_admin_user(action: str):
+            @gradio_errors
             def fn(name: str, role: str, password: str, request: gr.Request):
-                _user(request, "admin")
-                try:
-                    if action == "add":
-                        if not password or len(password) < 8:
-                            raise StoreError("password must have at least 8 characters")
-                        store.add_user(name, role, password)
-                        msg = f"added {role} {name}"
-                    else:
-                        store.set_active(name, action == "enable")
-                        msg = f"{action}d {name}"
-                except StoreError as e:
-                    msg = f"error: {e}"
-                return md_escape(msg), gr.update(value="")
+                return h.admin_user(login_name(request), action, name, role, password), gr.update(value="")
             fn.__name__ = f"on_admin_{action}_user"
             return fn
 
-        ad_add.click(on_admin_user("add"), [ad_name, ad_role, ad_pw], [ad_status, ad_pw], **private)
-        ad_disable.click(on_admin_user("disable"), [ad_name, ad_role, ad_pw], [ad_status, ad_pw], **private)
-        ad_enable.click(on_admin_user("enable"), [ad_name, ad_role, ad_pw], [ad_status, ad_pw], **private)
+        for btn, action in ((ad_add, "add"), (ad_disable, "disable"), (ad_enable, "enable")):
+            btn.click(on_admin_user(action), [ad_name, ad_role, ad_pw], [ad_status, ad_pw], **private)
 
+        @gradio_errors
         def on_admin_export(fmt: str, request: gr.Request):
-            _user(request, "admin")
-            from .io import export
-
-            out = Path(tempfile.mkdtemp(prefix="annotation-export-")) / f"{fmt}.jsonl"
-            report = export(store, out, fmt=fmt if fmt in ("rankings", "pairs") else "rankings")
-            return [str(out), report["report"]], md_escape(f"{report['rows']} rows from {report['items_exported']} items")
+            return h.admin_export(login_name(request), fmt)
 
         ad_export.click(on_admin_export, [ad_format], [ad_file, ad_status], **private)
 
         # ---- the public API -------------------------------------------------------------------
         gr.api(next_item, api_name="next_item", queue=False)
         gr.api(submit_ranking, api_name="submit_ranking", queue=False)
+        gr.api(next_write_item, api_name="next_write_item", queue=False)
+        gr.api(submit_demonstration, api_name="submit_demonstration", queue=False)
     return demo
-
-
-def render_review(item: dict, lang: str) -> str:
-    """Everyone's rankings of one item as an escaped HTML table."""
-    ids = [r["id"] for r in item["responses"]]
-    head = "".join(f"<th>{html.escape(LETTERS[k])}</th>" for k in range(len(ids)))
-    rows = []
-    for r in item["rankings"]:
-        cells = "".join(
-            f"<td>{r['ranks'].get(i, '')}" + (f"<br><small>{html.escape(', '.join(r['flags'].get(i, [])))}</small>" if r["flags"].get(i) else "") + "</td>"
-            for i in ids)
-        rows.append(f"<tr><td>{html.escape(r['annotator'])}</td>{cells}<td>{render_text(r['rationale'])}</td></tr>")
-    if item["review"]:
-        cells = "".join(f"<td><b>{item['review']['ranks'].get(i, '')}</b></td>" for i in ids)
-        rows.append(f"<tr><td><b>{html.escape(item['review']['reviewer'])} (final)</b></td>{cells}<td>{render_text(item['review']['note'])}</td></tr>")
-    responses = "".join(
-        f'<div class="ann-label">{html.escape(t(lang, "response", letter=LETTERS[k]))}'
-        + (f' <small>({html.escape(r["model"])})</small>' if r["model"] else "")
-        + f'</div><div class="ann-response">{render_text(r["text"])}</div>'
-        for k, r in enumerate(item["responses"]))
-    return (render_prompt(item, lang)
-            + f'<table class="ann-review-table"><tr><th></th>{head}<th>rationale</th></tr>{"".join(rows)}</table>'
-            + responses)
-
-
-# ----------------------------------------------------------------------------------------------
-# Entry point
-# ----------------------------------------------------------------------------------------------
-def make_auth(store: Store):
-    """Gradio auth callable: the users table, scrypt checked in a worker thread (not the event loop)."""
-    import anyio
-
-    async def auth(username: str, password: str) -> bool:
-        return await anyio.to_thread.run_sync(store.authenticate, username, password)
-
-    return auth
-
-
-def launch(cfg: ServeConfig, *, block: bool = True, store: Store | None = None):
-    """Build and launch the app; returns (demo, url, store). block=False returns at once (tests)."""
-    store = store or Store(cfg.db, overlap=cfg.overlap, lease_seconds=cfg.lease_seconds)
-    demo = build_app(store, cfg)
-    demo.queue(default_concurrency_limit=cfg.concurrency_limit)
-    if block:
-        # Everything built so far lives as long as the server: keep it out of the collector's
-        # generations, so a full collection under load does not walk it (cut p99 by ~250 ms).
-        gc.collect()
-        gc.freeze()
-    _, url, _ = demo.launch(
-        server_name=cfg.host, server_port=cfg.port, auth=make_auth(store), auth_message="glm-align annotation",
-        prevent_thread_lock=not block, max_threads=cfg.max_threads, show_error=True, css=CSS, head=SHORTCUTS_JS,
-        quiet=not block, ssr_mode=False,
-    )
-    return demo, url, store
-
-
-def serve_main(argv: list[str]) -> int:
-    """`serve` accepts `--config FILE`, `key=value` overrides, and `--db URL --port N` style flags."""
-    import dataclasses
-
-    from common.config import load_config
-
-    names = {f.name for f in dataclasses.fields(ServeConfig)}
-    conv: list[str] = []
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        key = a[2:].replace("-", "_") if a.startswith("--") else None
-        if key in names and "=" not in a and i + 1 < len(argv):
-            conv.append(f"{key}={argv[i + 1]}")
-            i += 2
-            continue
-        if a.startswith("--") and "=" in a and a[2:].split("=", 1)[0].replace("-", "_") in names:
-            k, v = a[2:].split("=", 1)
-            conv.append(f"{k.replace('-', '_')}={v}")
-        else:
-            conv.append(a)
-        i += 1
-    cfg = load_config(ServeConfig, conv, prog="python -m annotation_ui serve")
-    if cfg.default_lang not in ("en", "zh"):
-        raise SystemExit("default_lang must be en or zh")
-    log.info("serving %s on http://%s:%d (overlap k=%d)", cfg.db, cfg.host, cfg.port, cfg.overlap)
-    launch(cfg, block=True)
-    return 0

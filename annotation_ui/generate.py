@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 from .io import load_items
+from .store import MAX_RESPONSES
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ def generate_candidates(checkpoint: str | Path, prompts: str | Path, *, n: int =
 
     if n < 2:
         raise ValueError(f"--n must be >= 2 (an item needs at least two responses to rank), got {n}")
+    if n > MAX_RESPONSES:
+        raise ValueError(f"--n must be <= {MAX_RESPONSES} (the app shows at most {MAX_RESPONSES} responses side by side), got {n}")
     items = load_items(prompts, need_responses=False)
     tok = AutoTokenizer.from_pretrained(str(checkpoint))
     model = AutoModelForCausalLM.from_pretrained(str(checkpoint))

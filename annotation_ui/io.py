@@ -18,6 +18,16 @@ The consensus of an item is a reviewer's adjudication if there is one, else the 
 pairs) consensus of its annotators. The JSON report holds Kendall's W per item and on average,
 each annotator's mean Kendall tau-b to the leave-one-out consensus of the other annotators, flag
 counts, and how many items were exported.
+
+Import of prompts to write for (rows *without* "responses"; see annotation_ui.store.write):
+    {"id", "lang": "en"|"zh", "category", "prompt": str | "messages": [... ending with a user turn]}
+or, with neither prompt nor messages, a request to write a prompt in `lang` of `category` (both
+required) and then its response.
+
+Export of demonstrations (accepted or reviewer-edited only; an edit replaces the original text):
+    --format sft      {"id", "lang", "category", "messages": [{"role", "content"}, ...]}   (world.schema "sft")
+    --format prompts  {"id", "lang", "category", "prompt"}  (a conversation: "messages" instead of "prompt")
+id is the item's id, or "<item id>/<annotator>" when an item has several exportable demonstrations.
 """
 
 from __future__ import annotations
@@ -29,7 +39,10 @@ from typing import Any, Iterator
 from common.rankings import ranking_pairs
 
 from . import agreement as ag
-from .store import FLAGS, Store, StoreError
+from .store import FLAGS, MAX_RESPONSES, Store, StoreError
+
+WRITE_LANGS = ("en", "zh")
+MESSAGE_ROLES = ("system", "user", "assistant")
 
 
 class ItemFileError(StoreError):
@@ -70,8 +83,17 @@ def read_rows(path: str | Path) -> Iterator[tuple[str, dict]]:
             raise ItemFileError(f"{path}:{lineno}: not valid JSON ({e.msg}); expected one JSON object per line") from None
 
 
-def validate_item(row: Any, where: str, *, need_responses: bool = True) -> dict:
-    """Check one item against the import schema; return it normalised. Raises ItemFileError."""
+def validate_item(row: Any, where: str, *, need_responses: bool | None = True) -> dict:
+    """Check one row against the import schema; return it normalised. Raises ItemFileError naming
+    `where` (file and row) and the field.
+
+    need_responses=True: an item to rank (2..MAX_RESPONSES responses); False: a prompt only (its
+    responses, if any, are ignored); None: decided by the row, an item to rank when it has
+    "responses", else a prompt to write for (`validate_write_item`)."""
+    if need_responses is None:
+        if isinstance(row, dict) and row.get("responses") is None:
+            return validate_write_item(row, where)
+        need_responses = True
     if not isinstance(row, dict):
         raise ItemFileError(f"{where}: expected a JSON object, got {type(row).__name__}")
     out: dict[str, Any] = {}
@@ -104,6 +126,9 @@ def validate_item(row: Any, where: str, *, need_responses: bool = True) -> dict:
     if need_responses:
         if not isinstance(responses, list) or len(responses) < 2 or not all(isinstance(r, str) for r in responses):
             raise ItemFileError(f"{where}: field 'responses': expected a list of at least 2 strings, got {_short(responses)}")
+        if len(responses) > MAX_RESPONSES:
+            raise ItemFileError(f"{where}: field 'responses': {len(responses)} responses; the app shows at most "
+                                f"{MAX_RESPONSES} side by side, so this item could never be ranked (split it or drop some)")
         out["responses"] = list(responses)
         models = row.get("models")
         if models is not None:
@@ -113,12 +138,42 @@ def validate_item(row: Any, where: str, *, need_responses: bool = True) -> dict:
     return out
 
 
+def validate_write_item(row: Any, where: str) -> dict:
+    """Check a prompt to write for (a row without responses); return it normalised (no "responses"
+    key). Raises ItemFileError naming `where` and the field."""
+    if not isinstance(row, dict):
+        raise ItemFileError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    prompt, messages = row.get("prompt"), row.get("messages")
+    if prompt is not None and messages is not None:
+        raise ItemFileError(f"{where}: expected at most one of 'prompt' (a string) or 'messages' (a list of {{role, content}})")
+    base = {k: v for k, v in row.items() if k not in ("prompt", "messages", "responses")}
+    if prompt is None and messages is None:
+        out = validate_item({**base, "prompt": "-"}, where, need_responses=False)
+        out["prompt"] = None
+        if not out["category"].strip():
+            raise ItemFileError(f"{where}: field 'category': a row without prompt asks the annotator to write one "
+                                f"of a category; expected a non-empty string")
+    else:
+        out = validate_item({**base, "prompt": prompt, "messages": messages}, where, need_responses=False)
+    if out["lang"] not in WRITE_LANGS:
+        raise ItemFileError(f"{where}: field 'lang': expected one of {list(WRITE_LANGS)} (the language to write in), "
+                            f"got {out['lang']!r}")
+    if out["messages"] is not None:
+        for k, m in enumerate(out["messages"]):
+            if m["role"] not in MESSAGE_ROLES:
+                raise ItemFileError(f"{where}: field 'messages[{k}].role': expected one of {list(MESSAGE_ROLES)}, got {m['role']!r}")
+        if out["messages"][-1]["role"] != "user":
+            raise ItemFileError(f"{where}: field 'messages[{len(out['messages']) - 1}].role': the conversation must end "
+                                f"with a user turn (the annotator writes the next assistant turn)")
+    return out
+
+
 def _short(v: Any, n: int = 80) -> str:
     s = repr(v)
     return s if len(s) <= n else s[: n - 3] + "..."
 
 
-def load_items(path: str | Path, *, need_responses: bool = True) -> list[dict]:
+def load_items(path: str | Path, *, need_responses: bool | None = True) -> list[dict]:
     """Read and validate a whole file first (import is all or nothing)."""
     items, seen = [], {}
     for where, row in read_rows(path):
@@ -131,7 +186,7 @@ def load_items(path: str | Path, *, need_responses: bool = True) -> list[dict]:
 
 
 def import_file(store: Store, path: str | Path, *, source: str | None = None) -> tuple[int, int]:
-    items = load_items(path)
+    items = load_items(path, need_responses=None)
     return store.import_rows(items, source=source if source is not None else Path(path).name)
 
 
@@ -230,10 +285,56 @@ def build_export(store: Store, *, fmt: str = "rankings", method: str = "borda", 
     return rows, report
 
 
+def build_demonstration_export(store: Store, *, fmt: str = "sft") -> tuple[list[dict], dict]:
+    """(rows, report) of the accepted or reviewer-edited demonstrations: SFT chat rows (`sft`,
+    each checked against world.schema's "sft" schema) or their prompts (`prompts`)."""
+    from world.schema import validate_row
+
+    if fmt not in ("sft", "prompts"):
+        raise StoreError(f"demonstration export format must be 'sft' or 'prompts', got {fmt!r}")
+    every = store.demonstrations()
+    demos = [d for d in every if d["status"] in ("accepted", "edited")]
+    per_item: dict[int, int] = {}
+    for d in demos:
+        per_item[d["item_id"]] = per_item.get(d["item_id"], 0) + 1
+    rows: list[dict] = []
+    seen_items: set[int] = set()
+    for d in demos:
+        rid = d["ext_id"] if per_item[d["item_id"]] == 1 else f"{d['ext_id']}/{d['annotator']}"
+        base = {"id": rid, "lang": d["lang"], "category": d["category"] or "general"}
+        if d["messages"]:
+            context = [dict(m) for m in d["messages"]]
+        else:
+            context = [{"role": "user", "content": d["final_prompt"]}]
+        if fmt == "sft":
+            row = {**base, "messages": context + [{"role": "assistant", "content": d["final_response"]}]}
+            validate_row(row, "sft", path=f"demonstration {d['id']}")
+            rows.append(row)
+        elif d["written_prompt"] is not None or d["item_id"] not in seen_items:  # imported prompts once per item
+            if d["written_prompt"] is None:
+                base["id"] = d["ext_id"]
+            rows.append({**base, "messages": context} if d["messages"] else {**base, "prompt": d["final_prompt"]})
+        seen_items.add(d["item_id"])
+    by_status: dict[str, int] = {}
+    by_lang: dict[str, int] = {}
+    for d in every:
+        by_status[d["status"]] = by_status.get(d["status"], 0) + 1
+    for d in demos:
+        by_lang[d["lang"]] = by_lang.get(d["lang"], 0) + 1
+    report = {"format": fmt, "rows": len(rows), "items_exported": len(seen_items), "demonstrations": len(every),
+              "demonstrations_exported": len(demos), "by_status": by_status, "exported_by_lang": by_lang,
+              "edited": sum(1 for d in demos if d["status"] == "edited")}
+    return rows, report
+
+
 def export(store: Store, out: str | Path, *, fmt: str = "rankings", method: str = "borda",
            min_annotators: int = 1, report_path: str | Path | None = None) -> dict:
-    """Write the JSONL export and its JSON report (default: OUT with suffix .report.json)."""
-    rows, report = build_export(store, fmt=fmt, method=method, min_annotators=min_annotators)
+    """Write the JSONL export and its JSON report (default: OUT with suffix .report.json).
+    fmt: rankings | pairs (rankings with consensus and agreement) | sft | prompts (demonstrations)."""
+    if fmt in ("sft", "prompts"):
+        rows, report = build_demonstration_export(store, fmt=fmt)
+    else:
+        rows, report = build_export(store, fmt=fmt, method=method, min_annotators=min_annotators)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

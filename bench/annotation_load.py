@@ -2,6 +2,7 @@
 
     python bench/annotation_load.py                       # 32 clients x 50 submissions, HTTP clients
     python bench/annotation_load.py --client gradio_client --clients 8 --submissions 10
+    python bench/annotation_load.py --mode write          # demonstrations instead of rankings
 
 The server runs as its own process (`python -m annotation_ui serve`), as in production. Each
 simulated annotator logs in with its own account and loops: `next_item`, then `submit_ranking`
@@ -21,6 +22,12 @@ by more than k annotators, and `PRAGMA integrity_check` = ok.
 Prints p50/p95 submit latency (target p95 < 200 ms on the 2-core reference machine) and writes
 bench/results/annotation_load.json. `--think-ms` adds a pause between an item arriving and its
 submit (0 = closed loop, the worst case).
+
+`--mode write` loads the write task instead: each annotator loops `next_write_item`, then
+`submit_demonstration` (an ideal response in the item's language, and a prompt for items that ask
+for one; the judges' advice runs on every submit), every 5th submit sent twice. Checked the same
+way against the database: every acknowledged demonstration stored, none twice (one per item and
+annotator, each item written once: write overlap 1), progress exact, integrity ok.
 """
 
 from __future__ import annotations
@@ -55,6 +62,30 @@ def make_items(n: int, n_responses: int = 4) -> list[dict]:
     return [{"id": f"load-{i}", "lang": "en" if i % 2 else "zh", "category": "load", "prompt": f"prompt {i}",
              "responses": [f"response {k} of prompt {i} " + "lorem ipsum " * 20 for k in range(n_responses)],
              "source": "", "messages": None} for i in range(n)]
+
+
+def make_write_items(n: int) -> list[dict]:
+    """Prompts to write for: English and Chinese prompts, and every 10th a request to write the prompt."""
+    rows = []
+    for i in range(n):
+        lang = "en" if i % 2 else "zh"
+        row = {"id": f"write-{i}", "lang": lang, "category": "load", "source": "", "messages": None,
+               "prompt": f"question {i}: what is {i} + {i}?" if lang == "en" else f"问题 {i}：{i} 加 {i} 等于多少？"}
+        if i % 10 == 0:
+            row["prompt"] = None
+        rows.append(row)
+    return rows
+
+
+def demonstration_for(item: dict, k: int) -> tuple[str, str | None]:
+    """(response, prompt or None) in the item's language."""
+    if item["lang"] == "zh":
+        response = f"答案是 {k}。这是一个示范回答，" + "写得清楚而且有帮助。" * 8
+        prompt = f"请写一首关于第 {k} 天的短诗。" if item["write_prompt"] else None
+    else:
+        response = f"The answer is {k}. This is a demonstration, " + "written to be clear and helpful. " * 8
+        prompt = f"Please write a short poem about day {k}." if item["write_prompt"] else None
+    return response, prompt
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -165,14 +196,21 @@ def start_server(db_url: str, port: int, overlap: int, log_path: Path) -> subpro
 
 def run_load(*, clients: int = 32, submissions: int = 50, overlap: int = 3, client: str = "http",
              think_ms: float = 0.0, workdir: str | Path | None = None, url: str | None = None,
-             db_url: str | None = None, seed: int = 0) -> dict:
-    """Set up a database, start a server (unless `url` is given), run the load, verify, return results."""
+             db_url: str | None = None, seed: int = 0, mode: str = "rank") -> dict:
+    """Set up a database, start a server (unless `url` is given), run the load, verify, return results.
+    mode: "rank" (next_item / submit_ranking) or "write" (next_write_item / submit_demonstration)."""
+    if mode not in ("rank", "write"):
+        raise ValueError(f"mode must be 'rank' or 'write', got {mode!r}")
     workdir = Path(workdir or tempfile.mkdtemp(prefix="annotation-load-"))
     workdir.mkdir(parents=True, exist_ok=True)
     db_url = db_url or f"sqlite:///{workdir / 'load.db'}"
     n_prompts = max(clients * submissions // overlap + clients * 2, submissions * 2)
     store = Store(db_url, overlap=overlap)
-    store.import_rows(make_items(n_prompts))
+    if mode == "write":  # each item is written once (write overlap 1)
+        n_prompts = clients * submissions + clients * 2
+        store.import_rows(make_write_items(n_prompts))
+    else:
+        store.import_rows(make_items(n_prompts))
     users = [(f"annotator{i:02d}", f"load-pass-{i:02d}") for i in range(clients)]
     for u, p in users:
         store.add_user(u, "annotator", p)
@@ -200,9 +238,33 @@ def run_load(*, clients: int = 32, submissions: int = 50, overlap: int = 3, clie
             barrier.abort()
             return
         try:
-            a.call("next_item")  # opening the app: session set up and first item leased (not timed)
+            a.call("next_item" if mode == "rank" else "next_write_item")  # opening the app (not timed)
             barrier.wait(timeout=120)
             for k in range(submissions):
+                if mode == "write":
+                    t0 = time.perf_counter()
+                    item = a.call("next_write_item")
+                    t1 = time.perf_counter()
+                    if item["item_id"] is None:
+                        raise RuntimeError(f"{user}: no write item left after {k} submissions")
+                    response, prompt = demonstration_for(item, k)
+                    if think_ms:
+                        time.sleep(rng.uniform(0.5, 1.5) * think_ms / 1000)
+                    t2 = time.perf_counter()
+                    res = a.call("submit_demonstration", item["item_id"], response, prompt, None)
+                    t3 = time.perf_counter()
+                    if not res.get("ok") or res.get("duplicate"):
+                        raise RuntimeError(f"{user}: unexpected submit result {res}")
+                    if k % 5 == 4:
+                        again = a.call("submit_demonstration", item["item_id"], response, prompt, None)
+                        if not again.get("duplicate") or again.get("demonstration_id") != res["demonstration_id"]:
+                            with lock:
+                                retry_not_dup.append(f"{user} item {item['item_id']}: {again}")
+                    with lock:
+                        next_lat.append(t1 - t0)
+                        submit_lat.append(t3 - t2)
+                        acked.append((user, item["item_id"], res["demonstration_id"]))
+                    continue
                 t0 = time.perf_counter()
                 item = a.call("next_item")
                 t1 = time.perf_counter()
@@ -256,14 +318,26 @@ def run_load(*, clients: int = 32, submissions: int = 50, overlap: int = 3, clie
             proc.kill()
 
     # ---- verification against the database ---------------------------------------------------
-    items = store.items_with_rankings()
-    stored = {(r["annotator"], it["item_id"]) for it in items for r in it["rankings"]}
-    n_stored = sum(len(it["rankings"]) for it in items)
+    counts = store.counts()
+    if mode == "write":
+        demos = store.demonstrations()
+        stored = {(d["annotator"], d["item_id"]) for d in demos}
+        n_stored = len(demos)
+        per_item: dict[int, int] = {}
+        for d in demos:
+            per_item[d["item_id"]] = per_item.get(d["item_id"], 0) + 1
+        over_k = [i for i, n in per_item.items() if n > store.write_overlap]
+        progress_of = store.write_progress
+        counts["rankings"] = counts["demonstrations"]  # what this mode stores, under the common name
+    else:
+        items = store.items_with_rankings()
+        stored = {(r["annotator"], it["item_id"]) for it in items for r in it["rankings"]}
+        n_stored = sum(len(it["rankings"]) for it in items)
+        over_k = [it["item_id"] for it in items if len(it["rankings"]) > overlap]
+        progress_of = store.progress
     lost = [a for a in acked if (a[0], a[1]) not in stored]
     dup_pairs = n_stored - len(stored)
-    over_k = [it["item_id"] for it in items if len(it["rankings"]) > overlap]
-    progress_wrong = {u: p["done"] for u, p in ((u, store.progress(u)) for u, _ in users) if p["done"] != submissions}
-    counts = store.counts()
+    progress_wrong = {u: p["done"] for u, p in ((u, progress_of(u)) for u, _ in users) if p["done"] != submissions}
     integrity = sqlite_integrity_check(db_url) if db_url.startswith("sqlite") else "n/a"
     store.close()
     expected = clients * submissions
@@ -272,6 +346,7 @@ def run_load(*, clients: int = 32, submissions: int = 50, overlap: int = 3, clie
     ms = lambda xs, q: round(1000 * percentile(xs, q), 1)  # noqa: E731
     return {
         "ok": ok,
+        "mode": mode,
         "client": client, "clients": clients, "submissions_per_client": submissions, "overlap": overlap,
         "think_ms": think_ms, "prompts": n_prompts,
         "submit_latency_ms": {"p50": ms(submit_lat, 0.5), "p95": ms(submit_lat, 0.95), "p99": ms(submit_lat, 0.99),
@@ -291,7 +366,7 @@ def run_load(*, clients: int = 32, submissions: int = 50, overlap: int = 3, clie
 
 def summary_line(res: dict) -> str:
     lat = res["submit_latency_ms"]
-    return (f"{res['clients']} clients x {res['submissions_per_client']} submissions ({res['client']}, think {res['think_ms']} ms): "
+    return (f"{res.get('mode', 'rank')}: {res['clients']} clients x {res['submissions_per_client']} submissions ({res['client']}, think {res['think_ms']} ms): "
             f"submit p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms; {res['submits_per_s']} submits/s; "
             f"lost {res['lost']}, duplicated {res['duplicated']}, errors {res['errors']}, integrity {res['integrity_check']}"
             f" -> {'OK' if res['ok'] else 'FAILED'}")
@@ -303,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--submissions", type=int, default=50)
     p.add_argument("--overlap", type=int, default=3)
     p.add_argument("--client", choices=("http", "gradio_client"), default="http")
+    p.add_argument("--mode", choices=("rank", "write"), default="rank",
+                   help="rank: next_item/submit_ranking; write: next_write_item/submit_demonstration")
     p.add_argument("--think-ms", type=float, default=0.0)
     p.add_argument("--repeat", type=int, default=3, help="independent runs (fresh database and server each); "
                    "the reported figures are their medians, as one run on a shared 2-core machine varies by ~10%%")
@@ -313,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(max(args.repeat, 1)):
         workdir = None if args.workdir is None else Path(args.workdir) / f"run{i}"
         res = run_load(clients=args.clients, submissions=args.submissions, overlap=args.overlap, client=args.client,
-                       think_ms=args.think_ms, workdir=workdir)
+                       think_ms=args.think_ms, workdir=workdir, mode=args.mode)
         print(f"run {i + 1}/{args.repeat}: " + summary_line(res), flush=True)
         if res["error_samples"]:
             print("errors:", *res["error_samples"], sep="\n  ")
@@ -340,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = json.loads(out.read_text()).get("runs", {})
         except (json.JSONDecodeError, AttributeError):
             runs = {}
-    key = f"{res['client']}_c{res['clients']}_s{res['submissions_per_client']}_think{int(res['think_ms'])}"
+    key = ("write_" if args.mode == "write" else "") + f"{res['client']}_c{res['clients']}_s{res['submissions_per_client']}_think{int(res['think_ms'])}"
     runs[key] = res
     out.write_text(json.dumps({"latest": key, "runs": runs}, indent=2))
     print(f"wrote {out}")

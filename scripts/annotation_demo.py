@@ -6,6 +6,10 @@ endpoints make (each annotator follows the world's ground-truth ranking but swap
 with probability ``--noise``), then exports consensus rankings and training pairs with the agreement
 report via the real CLI. Prints how often the consensus recovers the ground truth.
 
+Then the write task: the world's held-out SFT prompts are imported as prompts to write for, a
+simulated annotator writes the world's reference answer as the demonstration (the judges' warnings
+are counted), a reviewer accepts them, and `export --format sft` writes the chat rows.
+
     python -m scripts.annotation_demo --world runs/demo/world --out runs/demo/annotation
 """
 
@@ -80,8 +84,32 @@ def main(argv: list[str] | None = None) -> None:
     recovered = sum(row["ranking"] == truth[row["id"]] for row in exported)
     report = json.loads(Path(str(rankings.with_suffix("")) + ".report.json").read_text(encoding="utf-8")) \
         if Path(str(rankings.with_suffix("")) + ".report.json").exists() else {}
+    sft_rows = [json.loads(line) for line in (Path(args.world) / "sft" / "eval.jsonl").read_text(
+        encoding="utf-8").splitlines() if line.strip()]
+    to_write = out / "to_write.jsonl"
+    reference = {r["id"]: r["messages"][-1]["content"] for r in sft_rows}
+    to_write.write_text("".join(json.dumps({"id": r["id"], "lang": r["lang"], "category": r.get("category") or "general",
+                                            "messages": r["messages"][:-1]}, ensure_ascii=False) + "\n"
+                                for r in sft_rows), encoding="utf-8")
+    subprocess.run([*cli, "import", str(to_write), "--db", url], check=True)
+    store = Store(url, overlap=args.annotators)
+    store.add_user("writer1", "annotator", "demo-password-w")
+    store.add_user("reviewer1", "reviewer", "demo-password-r")
+    warned = 0
+    while True:
+        item = store.next_write_item("writer1")
+        if item["item_id"] is None:
+            break
+        res = store.submit_demonstration("writer1", item["item_id"], reference[item["ext_id"]], None, 1.0)
+        warned += bool(res["warnings"])
+        store.review_demonstration("reviewer1", res["demonstration_id"], "accept")
+    store.close()
+    sft_out = out / "sft.jsonl"
+    subprocess.run([*cli, "export", "--db", url, "--format", "sft", "--out", str(sft_out)], check=True)
+    n_sft = sum(1 for line in sft_out.read_text(encoding="utf-8").splitlines() if line.strip())
     summary = {
         "items": len(rows), "annotators": args.annotators, "submissions": submitted,
+        "demonstrations": len(sft_rows), "demonstrations_warned": warned, "sft_rows": n_sft,
         "pairs": sum(1 for _ in pairs.read_text(encoding="utf-8").splitlines() if _.strip()),
         "consensus_equals_ground_truth": recovered / max(len(exported), 1),
         "report": {k: v for k, v in report.items() if not isinstance(v, (list, dict))},

@@ -8,7 +8,7 @@ import socket
 import httpx
 import pytest
 
-from annotation_helpers import make_items
+from annotation_helpers import make_items, rank_all
 from annotation_ui import io as aio
 from annotation_ui.app import ServeConfig, launch, render_prompt, render_review, render_text
 from annotation_ui.store import Store
@@ -20,6 +20,10 @@ XSS = [
     "[click](javascript:window.__xss=4)",
     "<iframe src=javascript:window.__xss=5></iframe>",
 ]
+
+
+WRITE_ITEMS = [{"id": f"w{i}", "lang": "en", "category": "qa", "prompt": f"What is {i} + {i}? " + XSS[0]}
+               for i in range(3)]
 
 
 def free_port() -> int:
@@ -37,6 +41,7 @@ def app(tmp_path_factory):
     items.append({"id": "xss", "lang": "en", "category": "security", "prompt": XSS[0] + " what is 2+2?",
                   "responses": XSS[1:4] + ["4"]})
     store.import_rows([aio.validate_item(r, "t") for r in items])
+    store.import_rows([aio.validate_item(r, "t", need_responses=None) for r in WRITE_ITEMS])
     for name, role in (("alice", "annotator"), ("bob", "annotator"), ("rita", "reviewer"), ("root", "admin")):
         store.add_user(name, role, f"pw-{name}-123")
     demo, base, _ = launch(ServeConfig(db=url, port=free_port(), overlap=2), block=False, store=store)
@@ -83,7 +88,7 @@ def fn_index(app, name: str) -> int:
 def test_roundtrip_with_gradio_client(app, tmp_path):
     c = client(app, "alice")
     api = c.view_api(print_info=False, return_format="dict")
-    assert sorted(api["named_endpoints"]) == ["/next_item", "/submit_ranking"]
+    assert sorted(api["named_endpoints"]) == ["/next_item", "/next_write_item", "/submit_demonstration", "/submit_ranking"]
     assert api["unnamed_endpoints"] == {}
     item = c.predict(api_name="/next_item")
     assert item["item_id"] is not None and len(item["responses"]) == 4
@@ -123,9 +128,9 @@ def test_submit_waits_on_a_database_thread_while_another_process_writes(app):
     job.start()
     time.sleep(1.0)
     assert job.is_alive()  # waiting for the lock, not refused
-    t0 = time.perf_counter()
-    assert httpx.get(app["url"], timeout=10).status_code == 200  # the loop is free: the login page
-    assert time.perf_counter() - t0 < 2.0
+    # the loop is free: the login page is served while the submit still waits for the lock
+    assert httpx.get(app["url"], timeout=10).status_code == 200
+    assert job.is_alive() and result == {}
     other.execute("ROLLBACK")
     other.close()
     job.join(timeout=30)
@@ -144,22 +149,39 @@ def test_wrong_password_and_anonymous(app):
 
 
 def test_annotator_cannot_touch_others_items(app):
+    """Trudy tries eve's leased item (one trudy is provably not assigned): submitting it with
+    its real response ids and opening it in the reviewer view are refused, nothing is stored, and
+    eve can still submit it."""
+    from sqlalchemy import text
+
     store = app["store"]
-    a, b = client(app, "alice"), client(app, "bob")
-    it = a.predict(api_name="/next_item")
+    for n in ("eve", "trudy"):
+        store.add_user(n, "annotator", f"pw-{n}-123")
+    m, e = client(app, "trudy"), client(app, "eve")
+    m_item = m.predict(api_name="/next_item")
+    e_item = e.predict(api_name="/next_item")
+    while e_item["item_id"] == m_item["item_id"]:  # overlap 2 pairs them up first: eve moves on
+        e.predict(e_item["item_id"], rank_all(e_item), {}, "", None, api_name="/submit_ranking")
+        e_item = e.predict(api_name="/next_item")
+    target = e_item["item_id"]
+    with store.engine.connect() as c:
+        mine = c.execute(text("SELECT count(*) FROM assignments a JOIN users u ON u.id = a.user_id "
+                              "WHERE u.name = 'trudy' AND a.prompt_id = :p"), {"p": target}).scalar()
+    assert target is not None and mine == 0  # eve's item, never trudy's
     before = store.counts()["rankings"]
-    ranks = {str(r["id"]): 1 for r in it["responses"]}
-    # bob may get the same prompt through overlap; use one that is only alice's: her open item is hers
-    b_item = b.predict(api_name="/next_item")
-    target = it["item_id"] if b_item["item_id"] != it["item_id"] else None
-    if target is not None:
-        with pytest.raises(Exception, match="not assigned to you"):
-            b.predict(target, ranks, {}, "", None, api_name="/submit_ranking")
     with pytest.raises(Exception, match="not assigned to you"):
-        b.predict(999999, ranks, {}, "", None, api_name="/submit_ranking")
+        m.predict(target, rank_all(e_item), {}, "trudy was here", None, api_name="/submit_ranking")
+    with pytest.raises(Exception, match="not assigned to you"):
+        m.predict(999999, rank_all(e_item), {}, "", None, api_name="/submit_ranking")
+    read = RawSession(app, "trudy").call(fn_index(app, "on_review_open"), [target, "en"])
+    assert read["success"] is False and "needs the role" in json.dumps(read)
+    assert m.predict(api_name="/next_item")["item_id"] == m_item["item_id"]  # still only her own item
     assert store.counts()["rankings"] == before
+    assert store.item_detail(target)["rankings"] == []
+    res = e.predict(target, rank_all(e_item), {}, "", None, api_name="/submit_ranking")
+    assert res["ok"] and not res["duplicate"]
     # no endpoint takes a user name: the identity is the login
-    for ep in c_api(a)["named_endpoints"].values():
+    for ep in c_api(m)["named_endpoints"].values():
         assert not any("user" in p["parameter_name"] for p in ep["parameters"])
 
 
@@ -290,3 +312,41 @@ def test_whole_app_on_postgresql(pg_url, tmp_path):
     finally:
         demo.close()
         store.close()
+
+
+def test_write_roundtrip_with_gradio_client(app):
+    """The write API: a demonstration with the judges' advice, a retried submit stored once,
+    another user's write item refused; the review handlers refuse annotators over HTTP and work
+    for a reviewer, whose edit is exported instead of the original."""
+    store = app["store"]
+    b, a = client(app, "bob"), client(app, "alice")
+    item = b.predict(api_name="/next_write_item")
+    assert item["item_id"] is not None and item["write_prompt"] is False and item["prompt"].startswith("What is")
+    res = b.predict(item["item_id"], "答案是 " + str(2 * int(item["ext_id"][1:])) + "。", None, None,
+                    api_name="/submit_demonstration")
+    assert res["ok"] and not res["duplicate"] and res["warnings"] == [{"code": "language", "expected": "en", "got": "zh"}]
+    again = b.predict(item["item_id"], "another text", None, None, api_name="/submit_demonstration")
+    assert again["duplicate"] and again["demonstration_id"] == res["demonstration_id"]
+    a_item = a.predict(api_name="/next_write_item")
+    assert a_item["item_id"] != item["item_id"]
+    with pytest.raises(Exception, match="not assigned to you"):
+        b.predict(a_item["item_id"], "mine", None, None, api_name="/submit_demonstration")
+    with pytest.raises(Exception, match="not assigned to you"):
+        a.predict(item["item_id"], "mine", None, None, api_name="/submit_demonstration")
+    assert store.counts()["demonstrations"] == 1
+    did = res["demonstration_id"]
+    s = RawSession(app, "alice")
+    for name, data in [("on_demo_refresh", ["all"]), ("on_demo_open", [did, "en"]),
+                       ("on_demo_accept", [did, None, None, ""]), ("on_demo_edit", [did, None, "edited", ""])]:
+        msg = s.call(fn_index(app, name), data)
+        assert msg["success"] is False and "needs the role" in json.dumps(msg), (name, msg)
+    assert store.demonstration_detail(did)["reviews"] == []
+    r = RawSession(app, "rita")
+    listed = r.call(fn_index(app, "on_demo_refresh"), ["pending"])
+    assert listed["success"] and [row[0] for row in listed["output"]["data"][0]["data"]] == [did]
+    opened = r.call(fn_index(app, "on_demo_open"), [did, "en"])
+    assert opened["success"] and "&lt;img" in opened["output"]["data"][1] and "<img" not in opened["output"]["data"][1]
+    edited = r.call(fn_index(app, "on_demo_edit"), [did, None, "The answer is " + str(2 * int(item["ext_id"][1:])) + ".", "English"])
+    assert edited["success"] and edited["output"]["data"][0] == f"demonstration {did} edited"
+    d = store.demonstration_detail(did)
+    assert d["status"] == "edited" and d["response"].startswith("答案是") and d["reviews"][0]["reviewer"] == "rita"

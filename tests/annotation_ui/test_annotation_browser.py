@@ -229,7 +229,7 @@ def test_browser_reviewer_and_admin_views(chromium, tmp_path):
         for k, r in enumerate(split["responses"]):
             rank = str(REVIEW_ITEMS[1]["responses"].index(r["text"]) + 1)
             page.locator(f"#rv-rank-{k} label").filter(has_text=rank).first.click()
-        page.get_by_label("Note").fill("The haiku follows the form; the refusal is needless.")
+        page.get_by_label("Adjudication note").fill("The haiku follows the form; the refusal is needless.")
         page.locator("#rv-save").click()
         page.get_by_text(f"adjudication of item {ids['rv-split']} saved").wait_for(timeout=30_000)
         page.locator("#rv-refresh").click()
@@ -258,4 +258,64 @@ def test_browser_reviewer_and_admin_views(chromium, tmp_path):
             assert float(rows[n][7]) == pytest.approx(0.0)
         page.screenshot(path=str(ARTIFACTS / "annotation_admin.png"), full_page=True)
         ctx.close()
+    assert dialogs == []
+
+
+WRITE_ITEMS = [
+    {"id": "wr-en", "lang": "en", "category": "qa",
+     "prompt": 'What is the capital of France? <img src=x onerror="window.__xss=11">'},
+]
+
+
+def test_browser_write_review_and_export(chromium, tmp_path):
+    """An annotator writes a demonstration in the wrong language: Check shows the judges' warning,
+    Submit stores it anyway (with the warning); a reviewer edits it (the original kept beside the
+    edit), and the SFT export holds the edit. Untrusted text stays inert throughout."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    store = Store(url, overlap=1)
+    store.import_rows([aio.validate_item(r, "t", need_responses=None) for r in WRITE_ITEMS])
+    store.add_user("wanda", "annotator", "pw-wanda-123")
+    store.add_user("rita", "reviewer", "pw-rita-123")
+    dialogs = []
+    with app_in_browser(store, url, overlap=1) as (base, browser):
+        ctx, page = _login(browser, base, "wanda", "pw-wanda-123")
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.get_by_role("tab", name="Write").click()
+        item_text = page.locator("#wr-item").inner_text()
+        assert '<img src=x onerror="window.__xss=11">' in item_text
+        page.locator("#wr-response textarea").fill("巴黎是法国的首都。")
+        page.locator("#wr-check").click()
+        page.locator("#wr-advice").filter(has_text="looks like Chinese").wait_for(timeout=30_000)
+        page.locator("#wr-submit").click()
+        page.locator("#wr-status").filter(has_text="Saved demonstration").wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "annotation_write.png"), full_page=True)
+        [d] = store.demonstrations()
+        assert d["response"] == "巴黎是法国的首都。" and d["warnings"][0]["code"] == "language"
+        assert page.evaluate("window.__xss") is None
+        ctx.close()
+
+        ctx, page = _login(browser, base, "rita", "pw-rita-123")
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.get_by_role("tab", name="Review").click()
+        page.locator("#dm-refresh").click()
+        page.locator("#dm-table").get_by_test_id("cell-0-0").wait_for(timeout=30_000)
+        page.locator("#dm-id input").fill(str(d["id"]))
+        page.locator("#dm-open").click()
+        page.locator("#dm-detail .ann-demo-original").wait_for(timeout=30_000)
+        assert page.locator("#dm-detail img").count() == 0
+        page.locator("#dm-response textarea").fill("Paris is the capital of France.")
+        page.locator("#dm-note textarea").fill("answer in English")
+        page.locator("#dm-edit").click()
+        page.locator("#dm-status").filter(has_text="edited").wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "annotation_review_demo.png"), full_page=True)
+        ctx.close()
+    edited = Store(url)
+    try:
+        d = edited.demonstration_detail(d["id"])
+        assert d["response"] == "巴黎是法国的首都。" and d["final_response"] == "Paris is the capital of France."
+        assert d["reviews"][0]["reviewer"] == "rita" and d["reviews"][0]["note"] == "answer in English"
+        rows, _ = aio.build_demonstration_export(edited, fmt="sft")
+        assert rows[0]["messages"][-1] == {"role": "assistant", "content": "Paris is the capital of France."}
+    finally:
+        edited.close()
     assert dialogs == []

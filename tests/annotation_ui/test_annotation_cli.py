@@ -58,7 +58,7 @@ def test_users_import_export_cli(tmp_path):
     assert report["items_exported"] == 3 and report["annotators"]["alice"]["rankings"] == 3
     cli("export", "--format", "pairs", "--out", tmp_path / "p.jsonl", "--db", url)
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 3 * 6
-    assert "schema: 0002" in cli("db", "current", "--db", url).stdout
+    assert "schema: 0003" in cli("db", "current", "--db", url).stdout
 
 
 def _tiny_checkpoint(path: Path) -> Path:
@@ -127,7 +127,8 @@ def test_import_datasets_parquet_and_export_ranked_pairs_cli(tmp_path):
 
     store = Store(url, overlap=3)
     try:
-        assert store.counts() == {"users": 0, "prompts": 6, "responses": 18, "rankings": 0, "reviews": 0}
+        assert store.counts() == {"users": 0, "prompts": 6, "responses": 18, "rankings": 0, "reviews": 0,
+                                  "write_items": 0, "demonstrations": 0, "demonstration_reviews": 0}
         for name in ("u1", "u2", "u3"):
             store.add_user(name, "annotator", f"pw-{name}-123")
         # Rank the first item (pq0, a plain prompt) so that the majorities form a cycle

@@ -38,6 +38,17 @@ def test_load_32_clients_gradio_client(tmp_path):
     assert res["integrity_check"] == "ok" and res["ok"]
 
 
+def test_load_write_mode_small(tmp_path):
+    """bench/annotation_load.py --mode write at a tiny size (4 annotators x 3 demonstrations over
+    HTTP against a server process; the full-size run is the benchmark's): all stored exactly once."""
+    res = _bench().run_load(clients=4, submissions=3, client="http", workdir=tmp_path, mode="write")
+    assert res["errors"] == 0, res["error_samples"]
+    assert res["mode"] == "write" and res["ok"]
+    assert res["acknowledged"] == res["stored_rankings"] == res["expected"] == 12
+    assert res["lost"] == 0 and res["duplicated"] == 0 and res["retries_not_reported_duplicate"] == 0
+    assert res["progress_mismatches"] == {} and res["prompts_over_k"] == 0 and res["integrity_check"] == "ok"
+
+
 WRITER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})

@@ -274,17 +274,20 @@ def test_nowait_raises_instead_of_waiting_and_writes_nothing(sqlite_url):
     finally:
         store._write_lock.release()
     assert store.counts()["rankings"] == 0
-    # 2. another process (here: another connection) holds SQLite's write lock
-    other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    # 2. another process (here: another connection) holds SQLite's write lock and releases it 3 s
+    # later: a call that waited (the busy timeout is 30 s) would then store the ranking; a nowait
+    # call raises WouldBlock instead, with nothing stored
+    other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(3.0, lambda: other.execute("ROLLBACK"))
+    release.start()
     try:
-        t0 = time.perf_counter()
         with store.nowait(), pytest.raises(WouldBlock):
             store.submit_ranking("ann", item["item_id"], rank_all(item))
-        assert time.perf_counter() - t0 < 1.0  # did not sit in the 30 s busy timeout
+        assert release.is_alive()  # raised while the lock was still held, not after waiting for it
         assert store.counts()["rankings"] == 0
     finally:
-        other.execute("ROLLBACK")
+        release.join()
         other.close()
     assert store.submit_ranking("ann", item["item_id"], rank_all(item))["duplicate"] is False
     assert store.counts()["rankings"] == 1
@@ -369,3 +372,22 @@ def test_sqlite_pragmas(sqlite_url):
         assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
     store.close()
+
+
+def test_import_refuses_items_with_more_responses_than_the_app_shows(store, tmp_path):
+    """An item with more responses than the UI's slots (MAX_RESPONSES = 6) could be leased but never
+    ranked, leaving its annotator stuck on it: import refuses it, naming the file and row, and
+    imports nothing from that file (all or nothing); the store refuses it too (generate's path)."""
+    from annotation_ui.store import MAX_RESPONSES
+
+    assert MAX_RESPONSES == 6
+    rows = make_items(3, n_responses=6, prefix="ok") + make_items(1, n_responses=7, prefix="big")
+    path = write_jsonl(tmp_path / "wide.jsonl", rows)
+    with pytest.raises(StoreError, match=r"wide.jsonl:4: field 'responses': 7 responses; the app shows at most 6"):
+        aio.import_file(store, path)
+    assert store.counts()["prompts"] == 0
+    with pytest.raises(StoreError, match="item 'big0' has 7 responses"):
+        store.import_rows([{**rows[3], "prompt": "p", "messages": None}])
+    assert aio.import_file(store, write_jsonl(tmp_path / "six.jsonl", rows[:3])) == (3, 0)
+    store.add_user("ann", "annotator", "pw-ann")
+    assert len(store.next_item("ann")["responses"]) == 6
