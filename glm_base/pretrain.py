@@ -85,9 +85,7 @@ class PretrainConfig(TrainArgs):
     """GLM blank-infilling pretraining (glm_base.pretrain)."""
 
     output_dir: str = field(default="runs/pretrain", metadata={"help": "run directory"})
-    seed: int = field(default=0, metadata={"help": "seed for init, data order and masks (the world has data.world_seed)"})
     max_steps: int = field(default=200, metadata={"help": "optimizer steps"})
-    batch_size: int = field(default=16, metadata={"help": "documents per global micro-batch (all processes)"})
     model: ModelArgs = field(default_factory=ModelArgs)
     tokenizer: TokenizerArgs = field(default_factory=TokenizerArgs)
     data: DataArgs = field(default_factory=DataArgs)
