@@ -1,0 +1,72 @@
+"""HFRollout: masks and truncation by hand; the training forward gives back the generation's own
+log-probs on a left-padded batch (both architectures)."""
+
+import pytest
+import torch
+
+from align.rl.logprobs import response_logprobs
+from align.rl.rollout import HFRollout, left_pad, response_mask_and_truncation
+from tests.align.conftest import tiny_model
+
+EOS = [1, 2, 3]
+PAD = 0
+PROMPTS = [[10, 11, 12, 13, 14, 15], [20, 21], [30, 31, 32, 33], [40], [10, 20, 30], [11, 21, 31, 41, 12]]
+
+
+def test_left_pad_by_hand():
+    ids, mask = left_pad([[5, 6, 7], [8]], pad_token_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    with pytest.raises(ValueError, match="prompt 1 is empty"):
+        left_pad([[5], []], 0)
+
+
+def test_response_mask_and_truncation_by_hand():
+    responses = torch.tensor([[7, 2, 9, 9], [7, 7, 7, 7], [3, 1, 0, 0], [0, 7, 1, 5]])
+    mask, truncated = response_mask_and_truncation(responses, EOS)
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 1, 0]]
+    assert truncated.tolist() == [False, True, False, False]  # a generated pad id (row 3) is a real token
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.9])
+def test_recomputed_logprobs_match_generation(architecture, top_p):
+    model = tiny_model(architecture, seed=1)
+    sampler = HFRollout(model, EOS, PAD, max_new_tokens=10, temperature=0.7, top_p=top_p)
+    for seed in range(20):  # a batch holding both ended and truncated responses
+        torch.manual_seed(seed)
+        rollout = sampler.generate(PROMPTS)
+        if bool(rollout.truncated.any()) and not bool(rollout.truncated.all()):
+            break
+    else:
+        pytest.fail("no batch with both ended and truncated responses in 20 seeds")
+    ended = [bool(set(r) & set(EOS)) for r in rollout.responses()]
+    assert rollout.truncated.tolist() == [not e for e in ended]
+    for row, mask in zip(rollout.response_ids, rollout.response_mask):  # padding after the end token
+        assert torch.all(row[~mask.bool()] == PAD)
+    recomputed = response_logprobs(model, rollout.input_ids, rollout.attention_mask, rollout.response_length,
+                                   temperature=0.7, response_mask=rollout.response_mask)
+    valid = rollout.response_mask.bool()
+    assert (recomputed[valid] - rollout.logprobs[valid]).abs().max().item() <= 1e-4
+    assert recomputed[~valid].abs().sum() == 0 and rollout.logprobs[~valid].abs().sum() == 0
+
+
+def test_left_padded_batch_generates_what_each_prompt_alone_does(architecture):
+    model = tiny_model(architecture, seed=2)
+    greedy = HFRollout(model, EOS, PAD, max_new_tokens=6, temperature=0.0)
+    batch = greedy.generate(PROMPTS).responses()
+    alone = [greedy.generate([p]).responses()[0] for p in PROMPTS]
+    assert batch == alone
+
+
+def test_for_chat_uses_the_tokenizer_specials():
+    from glm_base.tokenizer import special_token_ids, train_tokenizer
+
+    tokenizer = train_tokenizer(["the keeper lights the lamp every night\n"] * 20, vocab_size=300)
+    ids = special_token_ids(tokenizer)
+    model = tiny_model("glm4", vocab_size=len(tokenizer))
+    rollout = HFRollout.for_chat(model, tokenizer, max_new_tokens=4, temperature=1.0)
+    assert rollout.eos_token_ids == [ids.eos, ids.user, ids.observation] and rollout.pad_token_id == ids.pad
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "lamp?"}], add_generation_prompt=True,
+                                           tokenize=True, return_dict=False)
+    out = rollout.generate([prompt])
+    assert out.prompt_ids[0].tolist() == list(prompt) and out.response_ids.shape[0] == 1
