@@ -22,6 +22,7 @@ Rules (the habits in DESIGN.md):
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import types
 import typing
@@ -30,11 +31,35 @@ from typing import Any, TypeVar
 
 import yaml
 
+from .errors import UserError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file or override is malformed; the message names where and which key."""
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans: only ``true``/``false`` (any case) are booleans.
+
+    YAML 1.1 also reads ``yes``/``no``/``on``/``off`` as booleans, so ``mixed_precision: no`` (a
+    documented value) arrived as ``False`` and became the string ``"False"``. Here those words stay
+    strings, and a boolean field given one gets an error naming the field.
+    """
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML with 1.2 booleans (see :class:`_Yaml12Loader`)."""
+    return yaml.load(text, Loader=_Yaml12Loader)
 
 
 def _type_hints(cls: type) -> dict[str, Any]:
@@ -99,7 +124,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
         return value
     if annotation is str:
-        if isinstance(value, (dict, list)) or value is None:
+        if isinstance(value, (dict, list, bool)) or value is None:
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return str(value)
     return value
@@ -163,7 +188,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if data is None:
@@ -225,7 +250,7 @@ def load_config(cls: type[T], argv: list[str] | None = None, prog: str | None = 
             )
         key, raw = arg.lstrip("-").split("=", 1)
         try:
-            parsed = yaml.safe_load(raw) if raw != "" else ""
+            parsed = parse_yaml(raw) if raw != "" else ""
         except yaml.YAMLError:
             parsed = raw
         override: dict[str, Any] = {}

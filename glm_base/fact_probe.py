@@ -32,6 +32,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from common.cli import run_main
+from common.errors import UserError
+
 from .generation import infill_with_spans, span_log_likelihoods
 
 
@@ -164,22 +167,27 @@ def plot_by_relation(result: dict, out_png: str | Path, title: str = "held-out f
 
 
 def main(argv: list[str] | None = None) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    import glm_base  # noqa: F401
-    from .trainkit.default_data import world_dir as default_world_dir
-
     parser = argparse.ArgumentParser(prog="python -m glm_base.fact_probe", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--model", "--checkpoint", dest="checkpoint", required=True,
+                        help="model directory (a run's model/ or checkpoints/step-N/)")
     parser.add_argument("--world", default=None, help="world directory (default: the tiny world, seed 0)")
     parser.add_argument("--split", default="eval")
     parser.add_argument("--limit", type=int, default=300)
     parser.add_argument("--out", default=None, help="write the result JSON here")
     parser.add_argument("--plot", default=None, help="write a per-relation bar chart (PNG) here")
     args = parser.parse_args(argv)
+    run_main(lambda: probe(args))
+
+
+def probe(args) -> None:
+    from world.default import world_dir as default_world_dir
+
+    from .loading import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(args.checkpoint)
     world = Path(args.world) if args.world else default_world_dir("tiny", 0)
-    model = AutoModelForCausalLM.from_pretrained(args.checkpoint)
-    tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
+    if not (world / "manifest.json").is_file():
+        raise UserError(f"--world {world}: not a world directory (no manifest.json); build one with python -m world.build")
     result = run_probe(model, tokenizer, world, args.split, args.limit)
     text = json.dumps(result, indent=2, ensure_ascii=False)
     if args.out:

@@ -98,6 +98,7 @@ def span_log_likelihoods(model, tokenizer, text: str, candidates: list[str]) -> 
     Each candidate is laid out as a training row masking it (:func:`~glm_base.infilling.build_row`),
     so positions are those of pretraining and of :func:`infill_ids`; one batch scores them all."""
     from .infilling import build_row, pad_rows
+    from .scoring import sequence_log_likelihoods
 
     ids = special_token_ids(tokenizer)
     spaced = _SPACE_BEFORE_MASK.search(text) is not None
@@ -115,8 +116,5 @@ def span_log_likelihoods(model, tokenizer, text: str, candidates: list[str]) -> 
         rows.append(build_row(tokens, [(at, at + len(span))], part_a[at], ids.sop, ids.eop))
     batch = pad_rows(rows, ids.pad)
     device = next(model.parameters()).device
-    logits = model(**{k: batch[k].to(device) for k in ("input_ids", "position_ids", "attention_mask", "part_a_length")}).logits.float()
-    targets = batch["shift_labels"].to(device)
-    has = targets != -100
-    picked = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * has).sum(-1).tolist()
+    logits = model(**{k: batch[k].to(device) for k in ("input_ids", "position_ids", "attention_mask", "part_a_length")}).logits
+    return sequence_log_likelihoods(logits, batch["shift_labels"]).tolist()

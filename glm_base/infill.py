@@ -8,16 +8,17 @@ from __future__ import annotations
 import argparse
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import glm_base  # noqa: F401  (registers GLMForCausalLM with the auto classes)
+from common.cli import run_main
+from common.errors import UserError
 
 from .generation import infill_with_spans
+from .loading import load_model_and_tokenizer
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m glm_base.infill", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="glm_base checkpoint directory (model + tokenizer)")
+    parser.add_argument("--model", "--checkpoint", dest="checkpoint", required=True, help="model directory (a run's model/ or checkpoints/step-N/: model + tokenizer)")
     parser.add_argument("texts", nargs="+", help="texts containing [MASK], [sMASK] or a final [gMASK]")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="longest [MASK]/[sMASK] fill")
     parser.add_argument("--max-new-tokens-gmask", type=int, default=256, help="longest [gMASK] continuation")
@@ -27,16 +28,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--spans", action="store_true", help="also print each generated span")
     args = parser.parse_args(argv)
+    run_main(lambda: fill(args))
+
+
+def fill(args) -> None:
     torch.manual_seed(args.seed)
-    tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
-    model = AutoModelForCausalLM.from_pretrained(args.checkpoint).eval()
+    model, tokenizer = load_model_and_tokenizer(args.checkpoint, eval_mode=True)
     for text in args.texts:
         try:
             result = infill_with_spans(model, tokenizer, text, max_new_tokens=args.max_new_tokens,
                                        max_new_tokens_gmask=args.max_new_tokens_gmask, do_sample=args.sample,
                                        temperature=args.temperature, top_p=args.top_p)
         except ValueError as err:
-            raise SystemExit(f"error: {err}: {text!r}") from None
+            raise UserError(f"{err}: {text!r}") from None
         print(result.text)
         if args.spans:
             for i, span in enumerate(result.spans):

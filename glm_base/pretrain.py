@@ -17,31 +17,29 @@ A NaN/inf loss stops the run before the optimizer step, with the last good check
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from common.errors import UserError
+from world.default import world_files
+
 from .configuration import config_for_size
-from .infilling import OBJECTIVES, BlankInfillingCollator
+from .infilling import IGNORE_INDEX, OBJECTIVES, BlankInfillingCollator
 from .modeling import GLMForCausalLM
-from .pretrain_data import (GlobalBatchStream, prepare_documents, shard_rows, streaming_source,
-                            unigram_baseline)
-from common.config import load_config, save_config
+from .pretrain_data import (StreamedBatchStream, hold_out, infilling_collate, prepare_documents,
+                            streaming_source, unigram_baseline)
 from .tokenizer import read_corpus, special_token_ids, train_tokenizer
-from .trainkit.accel import LaunchError, make_accelerator
-from .trainkit.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_final_model
-from .trainkit.default_data import world_files
-from .trainkit.metrics import MetricLogger, plot_curves
+from .trainkit.args import TrainArgs
+from .trainkit.batches import GlobalBatchStream, PermutationSampler, shard_rows
+from .trainkit.metrics import StepWindow, plot_curves
 from .trainkit.optim import OptimArgs, build_optimizer
+from .trainkit.run import Run, start_run, train_main
 from .trainkit.steps import NonFiniteLoss, targets_only_loss, train_step
 
 logger = logging.getLogger("glm_base.pretrain")
@@ -64,8 +62,10 @@ class TokenizerArgs:
 @dataclass
 class DataArgs:
     train_files: list[str] = field(default_factory=list, metadata={"help": "JSONL/text files; empty = the world corpus"})
-    eval_files: list[str] = field(default_factory=list, metadata={"help": "held-out files; empty = the world's eval split"})
-    world_size: str = field(default="tiny", metadata={"help": "world size used when no files are given"})
+    eval_files: list[str] = field(default_factory=list, metadata={"help": "held-out files; empty = the world's eval split, or eval_holdout documents of train_files"})
+    eval_holdout: int = field(default=200, metadata={"help": "chunks held out of train_files for evaluation when no eval_files are given"})
+    world_scale: str = field(default="tiny", metadata={"help": "size of the synthetic world used when no files are given (tiny | small | medium)"})
+    world_seed: int = field(default=0, metadata={"help": "seed of the synthetic world (kept apart from the training seed)"})
     text_field: str = field(default="text", metadata={"help": "JSONL field holding the text"})
     streaming: bool = field(default=False, metadata={"help": "stream the corpus instead of loading it"})
     shuffle_buffer: int = field(default=10000, metadata={"help": "shuffle buffer when streaming"})
@@ -80,44 +80,41 @@ class DataArgs:
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(TrainArgs):
     """GLM blank-infilling pretraining (glm_base.pretrain)."""
 
     output_dir: str = field(default="runs/pretrain", metadata={"help": "run directory"})
-    seed: int = field(default=0, metadata={"help": "seed for init, data order and masks"})
+    seed: int = field(default=0, metadata={"help": "seed for init, data order and masks (the world has data.world_seed)"})
     max_steps: int = field(default=200, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=16, metadata={"help": "documents per global micro-batch (all processes)"})
-    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
     model: ModelArgs = field(default_factory=ModelArgs)
     tokenizer: TokenizerArgs = field(default_factory=TokenizerArgs)
     data: DataArgs = field(default_factory=DataArgs)
     optim: OptimArgs = field(default_factory=OptimArgs)
-    eval_every: int = field(default=50, metadata={"help": "evaluate every N steps (0 = only at the end)"})
     eval_batches: int = field(default=4, metadata={"help": "eval micro-batches per objective"})
-    save_every: int = field(default=100, metadata={"help": "checkpoint every N steps (0 = only at the end)"})
-    keep_last: int = field(default=2, metadata={"help": "checkpoints kept"})
-    log_every: int = field(default=10, metadata={"help": "log train metrics every N steps"})
-    resume: bool = field(default=False, metadata={"help": "continue from the run's latest checkpoint"})
-    mixed_precision: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU) | no | bf16 | fp16"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward"})
 
     def __post_init__(self):
-        if self.batch_size < 1 or self.grad_accum < 1 or self.max_steps < 1:
-            raise ValueError("batch_size, grad_accum and max_steps must be >= 1")
+        super().__post_init__()
+        if self.max_steps < 1:
+            raise ValueError("max_steps must be >= 1")
         if self.data.num_workers not in (0, 1):
             raise ValueError("data.num_workers must be 0 or 1 (batches are built in one deterministic order)")
 
 
 # --- setup pieces ----------------------------------------------------------------------------
 
-def resolve_files(data: DataArgs, seed: int) -> tuple[list[str], list[str]]:
+def resolve_files(data: DataArgs) -> tuple[list[str], list[str]]:
+    """Training and evaluation files: the configured ones, or the synthetic world's corpus. With
+    ``train_files`` but no ``eval_files`` the evaluation list is empty and documents are held out."""
     if data.train_files:
         return list(data.train_files), list(data.eval_files)
-    train, evaluation = world_files("corpus", size=data.world_size, seed=seed)
-    return [train], list(data.eval_files) or [evaluation]
+    if data.eval_files:
+        raise UserError("data.eval_files is set but data.train_files is empty: name the training files too")
+    train, evaluation = world_files("corpus", size=data.world_scale, seed=data.world_seed)
+    return [train], [evaluation]
 
 
-def load_or_train_tokenizer(cfg: PretrainConfig, train_files: list[str], accelerator: Accelerator):
+def load_or_train_tokenizer(cfg: PretrainConfig, train_files: list[str], run: Run):
     from transformers import AutoTokenizer
 
     if cfg.model.init_from and not cfg.tokenizer.path:
@@ -125,10 +122,10 @@ def load_or_train_tokenizer(cfg: PretrainConfig, train_files: list[str], acceler
     if cfg.tokenizer.path:
         return AutoTokenizer.from_pretrained(cfg.tokenizer.path)
     out = Path(cfg.output_dir) / "tokenizer"
-    if accelerator.is_main_process and not (out / "tokenizer.json").is_file():
-        logger.info("training a %d-token tokenizer on %s", cfg.tokenizer.vocab_size, train_files)
-        train_tokenizer(read_corpus(train_files, cfg.data.text_field), cfg.tokenizer.vocab_size, out_dir=out)
-    accelerator.wait_for_everyone()
+    with run.main_process_first():
+        if not (out / "tokenizer.json").is_file():
+            logger.info("training a %d-token tokenizer on %s", cfg.tokenizer.vocab_size, train_files)
+            train_tokenizer(read_corpus(train_files, cfg.data.text_field), cfg.tokenizer.vocab_size, out_dir=out)
     return AutoTokenizer.from_pretrained(out)
 
 
@@ -171,7 +168,7 @@ def evaluate(model, accelerator, eval_docs, tokenizer, cfg: PretrainConfig, base
             docs = [eval_docs[(start + i) % len(eval_docs)] for i in range(cfg.batch_size)]
             collator.calls = b
             batch = shard_rows(collator([{"input_ids": d} for d in docs]), accelerator.process_index,
-                               accelerator.num_processes)
+                               accelerator.num_processes, ignore={"shift_labels": IGNORE_INDEX})
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             targets = batch.pop("shift_labels")
             with accelerator.autocast():
@@ -196,135 +193,114 @@ def evaluate(model, accelerator, eval_docs, tokenizer, cfg: PretrainConfig, base
 
 # --- the loop ------------------------------------------------------------------------------------
 
-def run(cfg: PretrainConfig) -> dict[str, Any]:
-    accelerator = make_accelerator(cfg.grad_accum, cfg.mixed_precision)
-    run_dir = Path(cfg.output_dir)
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    set_seed(cfg.seed)
+def load_documents(cfg: PretrainConfig, run: Run, tokenizer, collator):
+    """Training source (chunks in memory, or a streaming source), evaluation chunks, the unigram
+    baseline token and the data counts for the summary."""
+    with run.main_process_first():  # the main process builds the default world; the others wait
+        train_files, eval_files = resolve_files(cfg.data)
+    ids = special_token_ids(tokenizer)
+    pack = cfg.data.pack_documents
+    train_docs, train_counts = None, {"streaming": 1}
+    if not cfg.data.streaming:
+        train_docs, train_counts = prepare_documents(train_files, tokenizer, collator, cfg.data.text_field, pack=pack)
+    if eval_files:
+        eval_docs, eval_counts = prepare_documents(eval_files, tokenizer, collator, cfg.data.text_field, pack=pack)
+    elif train_docs is not None:
+        train_docs, eval_docs = hold_out(train_docs, cfg.data.eval_holdout, cfg.data.world_seed)
+        eval_counts = {"held_out_of_train": len(eval_docs)}
+        train_counts["chunks"] = len(train_docs)
+        logger.info("no data.eval_files: holding out %d of the training chunks for evaluation", len(eval_docs))
+    else:
+        raise UserError("data.streaming=true needs data.eval_files (documents cannot be held out of a stream)")
+    source = None
+    if cfg.data.streaming:
+        source = streaming_source(train_files, tokenizer, collator, cfg.data.text_field, cfg.seed,
+                                  cfg.data.shuffle_buffer, pack=pack)
+    baseline_token = unigram_baseline(train_docs if train_docs is not None else eval_docs, ids.all)
+    return train_docs, source, eval_docs, baseline_token, {"train_data": train_counts, "eval_data": eval_counts}
 
-    train_files, eval_files = resolve_files(cfg.data, cfg.seed)
-    tokenizer = load_or_train_tokenizer(cfg, train_files, accelerator)
+
+def batch_stream(cfg: PretrainConfig, collator, train_docs, source, position: int):
+    collate = infilling_collate(collator)
+    if source is not None:
+        stream = StreamedBatchStream(source, collate, cfg.batch_size, start=position)
+    else:
+        stream = GlobalBatchStream(train_docs, PermutationSampler(len(train_docs), cfg.batch_size, cfg.seed),
+                                   collate, start=position)
+    return iter(DataLoader(stream, batch_size=None, num_workers=cfg.data.num_workers,
+                           prefetch_factor=4 if cfg.data.num_workers else None))
+
+
+def run(cfg: PretrainConfig) -> dict[str, Any]:
+    run = start_run(cfg, "pretrain")
+    accelerator = run.accelerator
+
+    with run.main_process_first():
+        train_files, _ = resolve_files(cfg.data)
+    tokenizer = load_or_train_tokenizer(cfg, train_files, run)
     model = build_model(cfg, tokenizer)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     collator = BlankInfillingCollator(tokenizer, max_length=cfg.data.max_length, mask_ratio=cfg.data.mask_ratio,
                                       poisson_lambda=cfg.data.poisson_lambda,
                                       objective_probs=cfg.data.objective_probs, seed=cfg.seed)
-    ids = special_token_ids(tokenizer)
-    eval_docs, eval_counts = prepare_documents(eval_files, tokenizer, collator, cfg.data.text_field,
-                                               pack=cfg.data.pack_documents)
-    if cfg.data.streaming:
-        train_docs, train_counts = None, {"streaming": 1}
-        source = streaming_source(train_files, tokenizer, collator, cfg.data.text_field, cfg.seed,
-                                  cfg.data.shuffle_buffer, pack=cfg.data.pack_documents)
-        baseline_token = unigram_baseline(eval_docs, ids.all)
-    else:
-        train_docs, train_counts = prepare_documents(train_files, tokenizer, collator, cfg.data.text_field,
-                                                     pack=cfg.data.pack_documents)
-        source = None
-        baseline_token = unigram_baseline(train_docs, ids.all)
-    logger.info("train data: %s; eval data: %s", train_counts, eval_counts)
+    train_docs, source, eval_docs, baseline_token, data_counts = load_documents(cfg, run, tokenizer, collator)
+    logger.info("data: %s", data_counts)
 
     optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.max_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)  # stepped once per optimizer step, by us
-
-    start_step, position, tokens_seen = 0, 0, 0
-    if cfg.resume:
-        checkpoint = latest_checkpoint(run_dir)
-        if checkpoint is None:
-            logger.warning("resume: no checkpoint in %s, starting from scratch", run_dir)
-        else:
-            state = load_checkpoint(accelerator, checkpoint)
-            start_step, position, tokens_seen = state["step"], state["data_position"], state["tokens_seen"]
-            logger.info("resumed from %s at step %d", checkpoint, start_step)
-    metrics = MetricLogger(run_dir, enabled=accelerator.is_main_process,
-                           resume_step=start_step if cfg.resume else None)
-
-    stream = GlobalBatchStream(train_docs, collator, cfg.batch_size, cfg.seed, start=position,
-                               streaming_source=source)
-    batches = iter(DataLoader(stream, batch_size=None, num_workers=cfg.data.num_workers,
-                              prefetch_factor=4 if cfg.data.num_workers else None))
-    world, rank = accelerator.num_processes, accelerator.process_index
-
-    def trainer_state(step: int) -> dict[str, Any]:
-        return {"data_position": position, "tokens_seen": tokens_seen, "data": train_counts}
+    state = run.resume(cfg.signature(max_length=cfg.data.max_length, streaming=cfg.data.streaming))
+    position, tokens_seen = state.get("data_position", 0), state.get("tokens_seen", 0)
+    batches = batch_stream(cfg, collator, train_docs, source, position)
 
     model.train()
-    progress = tqdm(total=cfg.max_steps, initial=start_step, desc="pretrain", disable=not accelerator.is_main_process,
-                    dynamic_ncols=True)
-    window = {"loss": 0.0, "steps": 0, "time": time.perf_counter(), "tokens": 0}
-    last_eval: dict[str, float] = {}
-    grad_norm = None
-    step = start_step
-    for step in range(start_step + 1, cfg.max_steps + 1):
-        micro_batches = [next(batches) for _ in range(cfg.grad_accum)]
-        position += cfg.grad_accum
-        step_targets = sum(int((mb["shift_labels"] != -100).sum()) for mb in micro_batches)
-        tokens = sum(int(mb["attention_mask"].sum()) for mb in micro_batches)
-        tokens_seen += tokens
-        window["tokens"] += tokens
-        local_batches = [{k: v.to(accelerator.device) for k, v in shard_rows(mb, rank, world).items()}
-                         for mb in micro_batches]
-        try:
-            step_loss, grad_norm = train_step(accelerator, model, optimizer, local_batches, step_targets,
-                                              cfg.optim.grad_clip, loss_fn=targets_only_loss)
-        except NonFiniteLoss as err:
-            err.step = step
-            raise
-        scheduler.step()
-        window["loss"] += step_loss
-        window["steps"] += 1
-        progress.update(1)
-        progress.set_postfix(loss=f"{step_loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+    with tqdm(total=cfg.max_steps, initial=run.start_step, desc="pretrain", disable=not run.is_main,
+              dynamic_ncols=True) as progress:
+        window = StepWindow()
+        last_eval: dict[str, float] = {}
+        step = run.start_step
+        for step in range(run.start_step + 1, cfg.max_steps + 1):
+            micro_batches = [next(batches) for _ in range(cfg.grad_accum)]
+            position += cfg.grad_accum
+            step_targets = sum(int((mb["shift_labels"] != IGNORE_INDEX).sum()) for mb in micro_batches)
+            tokens = sum(int(mb["attention_mask"].sum()) for mb in micro_batches)
+            tokens_seen += tokens
+            local_batches = [{k: v.to(accelerator.device) for k, v in
+                              shard_rows(mb, run.rank, run.world, ignore={"shift_labels": IGNORE_INDEX}).items()}
+                             for mb in micro_batches]
+            try:
+                result = train_step(accelerator, model, optimizer, local_batches, step_targets,
+                                    loss_fn=targets_only_loss, grad_clip=cfg.optim.grad_clip)
+            except NonFiniteLoss as err:
+                err.step = step
+                raise
+            scheduler.step()
+            window.add(result, tokens=tokens)
+            progress.update(1)
+            progress.set_postfix(loss=f"{result.loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
 
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
-            elapsed = time.perf_counter() - window["time"]
-            entry = {"train/loss": window["loss"] / window["steps"], "train/lr": scheduler.get_last_lr()[0],
-                     "train/tokens_per_s": window["tokens"] / max(elapsed, 1e-9), "train/tokens_seen": tokens_seen}
-            if grad_norm is not None:
-                entry["train/grad_norm"] = float(grad_norm)
-            metrics.log(step, entry)
-            window = {"loss": 0.0, "steps": 0, "time": time.perf_counter(), "tokens": 0}
-        if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps:
-            last_eval = evaluate(model, accelerator, eval_docs, tokenizer, cfg, baseline_token)
-            metrics.log(step, last_eval)
-            progress.write(f"step {step}: " + ", ".join(f"{k.removeprefix('eval/')} {v:.3f}"
-                                                        for k, v in last_eval.items() if "unigram" not in k))
-        if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
-            save_checkpoint(accelerator, model, tokenizer, run_dir, step, trainer_state(step), cfg.keep_last)
-    progress.close()
+            if run.should_log(step):
+                run.metrics.log(step, {**window.flush(), "train/lr": scheduler.get_last_lr()[0],
+                                       "train/tokens_seen": tokens_seen})
+            if run.should_eval(step):
+                last_eval = evaluate(model, accelerator, eval_docs, tokenizer, cfg, baseline_token)
+                run.metrics.log(step, last_eval)
+                progress.write(f"step {step}: " + ", ".join(f"{k.removeprefix('eval/')} {v:.3f}"
+                                                            for k, v in last_eval.items() if "unigram" not in k))
+            if run.should_save(step):
+                run.save(step, model, tokenizer, {"data_position": position, "tokens_seen": tokens_seen, **data_counts})
 
-    save_final_model(accelerator, model, tokenizer, run_dir / "model")
-    summary = {"steps": step, "processes": world, "tokens_seen": tokens_seen, "train_data": train_counts,
-               "eval_data": eval_counts, "baseline_token": tokenizer.convert_ids_to_tokens(baseline_token), **last_eval}
-    if accelerator.is_main_process:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
-        plot_curves(run_dir / "metrics.jsonl", run_dir / "loss_curve.png",
-                    ["train/loss", "eval/loss", "eval/blank/loss", "eval/sentence/loss", "eval/document/loss"],
-                    title=f"GLM pretraining ({cfg.model.architecture}, {cfg.model.size})")
-    metrics.close()
-    accelerator.end_training()
-    return summary
+    summary = {"steps": step, "tokens_seen": tokens_seen, **data_counts,
+               "baseline_token": tokenizer.convert_ids_to_tokens(baseline_token), **last_eval}
+    title = f"GLM pretraining ({cfg.model.architecture}, {cfg.model.size})"
+    return run.finish(model, tokenizer, summary, plots=[lambda d: plot_curves(
+        d / "metrics.jsonl", d / "loss_curve.png",
+        ["train/loss", "eval/loss", "eval/blank/loss", "eval/sentence/loss", "eval/document/loss"], title=title)])
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = load_config(PretrainConfig, argv, prog="python -m glm_base.pretrain")
-    try:
-        run(cfg)
-    except NonFiniteLoss as err:
-        last = latest_checkpoint(cfg.output_dir)
-        raise SystemExit(
-            f"error: the training loss became NaN/inf at step {err.step}; stopped before the optimizer step. "
-            f"Last good checkpoint: {last or 'none (no checkpoint was saved yet)'}. "
-            f"Lower optim.lr, check the data, or resume from that checkpoint."
-        ) from None
-    except LaunchError as err:
-        raise SystemExit(f"error: {err}") from None
+    train_main(PretrainConfig, run, argv, prog="python -m glm_base.pretrain")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,14 @@
 """Pretraining data: tokenized documents in a deterministic order, collated into global batches.
 
 Every process builds the same *global* micro-batch (same documents, same collator draw) and trains on
-its own share of the rows (:func:`shard_rows`). So one process and N processes see exactly the same
-data, the collator's randomness never depends on the number of processes, and the data position is
-a single counter: the number of global micro-batches consumed. Resume sets it and the stream
-continues exactly where it stopped.
+its own share of the rows (``glm_base.trainkit.batches``); the data position is one counter, the
+number of global micro-batches consumed.
 
 Two sources:
 
 - in memory (default): the corpus is tokenized once through ``datasets.map`` (cached on disk), then
-  documents are chunked to fit ``max_length`` and ordered by a fresh permutation each epoch
-  (``seed``, epoch); element ``e`` of the endless stream is ``perm[e // n][e % n]``.
+  documents are chunked to fit ``max_length`` and served by the training kit's
+  :class:`~glm_base.trainkit.batches.GlobalBatchStream` with a fresh permutation each epoch.
 - streaming (``streaming: true``, corpora larger than memory): ``datasets`` streams and tokenizes on
   the fly with a shuffle buffer; resume skips the consumed documents (re-reading, not re-training).
 """
@@ -74,40 +72,45 @@ def prepare_documents(paths: Sequence[str | Path], tokenizer, collator: BlankInf
     return chunks, dict(counts)
 
 
-class GlobalBatchStream(IterableDataset):
-    """Endless stream of collated global micro-batches of ``batch_size`` documents from ``start``.
+def infilling_collate(collator: BlankInfillingCollator):
+    """``collate(documents, position)`` for :class:`glm_base.trainkit.batches.GlobalBatchStream`:
+    the blank-infilling rows of global micro-batch ``position``, whose masks depend only on (seed,
+    position); the batch also names its objective."""
 
-    Micro-batch ``p`` is collated with the collator's call counter set to ``p``, so its masks depend
-    only on (seed, p). Use with ``DataLoader(stream, batch_size=None, num_workers=0 or 1)``.
-    """
+    def collate(documents: Sequence[Sequence[int]], position: int) -> dict:
+        collator.calls = position
+        batch = collator([{"input_ids": d} for d in documents])
+        batch["objective"] = collator.last_objective
+        return batch
 
-    def __init__(self, documents: Sequence[Sequence[int]] | None, collator: BlankInfillingCollator,
-                 batch_size: int, seed: int, start: int = 0, streaming_source=None):
-        if documents is None and streaming_source is None:
-            raise ValueError("GlobalBatchStream needs documents or a streaming source")
-        self.documents = documents
-        self.streaming_source = streaming_source
-        self.collator = collator
-        self.batch_size = batch_size
-        self.seed = seed
-        self.start = start
+    return collate
 
-    def _element_order(self) -> Iterator[Sequence[int]]:
-        n = len(self.documents)
-        element = self.start * self.batch_size
-        epoch, offset = divmod(element, n)
-        while True:
-            perm = np.random.default_rng([self.seed, epoch]).permutation(n)
-            for index in perm[offset:]:
-                yield self.documents[int(index)]
-            epoch, offset = epoch + 1, 0
 
-    def _streamed_order(self) -> Iterator[Sequence[int]]:
+def hold_out(documents: list, count: int, seed: int) -> tuple[list, list]:
+    """``(train, held_out)``: ``count`` documents drawn with ``seed`` leave the training set (the
+    evaluation set of a corpus that comes without one)."""
+    if len(documents) < 2:
+        raise ValueError(f"cannot hold out evaluation documents from a corpus of {len(documents)} chunk(s)")
+    count = min(max(1, count), len(documents) // 2)
+    chosen = set(np.random.default_rng([seed, 7]).choice(len(documents), size=count, replace=False).tolist())
+    return ([d for i, d in enumerate(documents) if i not in chosen],
+            [d for i, d in enumerate(documents) if i in chosen])
+
+
+class StreamedBatchStream(IterableDataset):
+    """Global micro-batches of ``batch_size`` chunks from a streamed corpus (``source(epoch)`` yields
+    chunks in a seeded shuffle order); resume skips the ``start * batch_size`` chunks consumed
+    (re-reading them, not re-training on them)."""
+
+    def __init__(self, source, collate, batch_size: int, start: int = 0):
+        self.source, self.collate, self.batch_size, self.start = source, collate, batch_size, start
+
+    def _chunks(self) -> Iterator[Sequence[int]]:
         skip = self.start * self.batch_size
         epoch = 0
         while True:
             produced = 0
-            for doc in self.streaming_source(epoch):
+            for doc in self.source(epoch):
                 produced += 1
                 if skip > 0:
                     skip -= 1
@@ -118,14 +121,10 @@ class GlobalBatchStream(IterableDataset):
             epoch += 1
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        order = self._element_order() if self.documents is not None else self._streamed_order()
+        chunks = self._chunks()
         position = self.start
         while True:
-            examples = [{"input_ids": next(order)} for _ in range(self.batch_size)]
-            self.collator.calls = position  # masks depend on (seed, position) only
-            batch = self.collator(examples)
-            batch["objective"] = self.collator.last_objective
-            yield batch
+            yield self.collate([next(chunks) for _ in range(self.batch_size)], position)
             position += 1
 
 
@@ -150,20 +149,6 @@ def streaming_source(paths: Sequence[str | Path], tokenizer, collator: BlankInfi
         return (c for c in pack_documents(documents(epoch), size) if len(c) >= collator.min_length)
 
     return chunks
-
-
-def shard_rows(batch: dict[str, torch.Tensor], rank: int, world_size: int) -> dict[str, torch.Tensor]:
-    """This process's rows of a global batch (rows ``rank::world_size``). A process left without a
-    row gets row 0 with every target ignored, so it still joins the collective backward."""
-    tensors = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
-    rows = tensors["input_ids"].shape[0]
-    if world_size == 1:
-        return tensors
-    if rank < rows:
-        return {k: v[rank::world_size] for k, v in tensors.items()}
-    local = {k: v[:1].clone() for k, v in tensors.items()}
-    local["shift_labels"].fill_(-100)
-    return local
 
 
 def unigram_baseline(documents: Sequence[Sequence[int]], special_ids: Sequence[int], limit: int = 20000) -> int:

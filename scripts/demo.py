@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         summary["stages"]["cloze"] = stage(
             "6. PET cloze fine-tuning (32 examples) vs linear probe",
             [PY, "-m", "glm_base.cloze", "--config", str(cloze_config), f"output_dir={cloze_dir}",
-             f"checkpoint={model}", *(["max_steps=10"] if args.quick else [])],
+             f"init_from={model}", *(["max_steps=10"] if args.quick else [])],
             logs / "cloze.log")
         cloze_summary = cloze_dir / "summary.json"
         if cloze_summary.is_file():

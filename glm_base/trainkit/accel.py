@@ -15,11 +15,13 @@ import os
 import torch
 from accelerate import Accelerator
 
+from common.errors import UserError
+
 # Set by MPI launchers (Open MPI, Intel MPI / MPICH, MVAPICH): accelerate's mpirun route.
 _MPI_WORLD_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
 
 
-class LaunchError(RuntimeError):
+class LaunchError(UserError):
     """The processes that started are not the ones the launch command asked for."""
 
 
@@ -45,10 +47,16 @@ def check_launch(env: dict[str, str] | None = None) -> None:
         )
 
 
-def make_accelerator(grad_accum: int = 1, mixed_precision: str = "auto") -> Accelerator:
+def make_accelerator(grad_accum: int = 1, mixed_precision: str = "auto", grad_clip: float | None = None) -> Accelerator:
     """An Accelerator for an entry point: ``mixed_precision`` may be ``auto`` (see
-    :func:`resolve_precision`); a multi-process launch without CUDA uses the CPU (gloo) backend."""
+    :func:`resolve_precision`); a multi-process launch without CUDA uses the CPU (gloo) backend.
+    Under DeepSpeed, whose engine clips inside its own step, ``grad_clip`` (the trainer's
+    ``optim.grad_clip``) replaces the DeepSpeed config's ``gradient_clipping``."""
     check_launch()
     several = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=resolve_precision(mixed_precision),
-                       cpu=several and not torch.cuda.is_available())
+    accelerator = Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=resolve_precision(mixed_precision),
+                              cpu=several and not torch.cuda.is_available())
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is not None and grad_clip is not None:
+        plugin.deepspeed_config["gradient_clipping"] = float(grad_clip)
+    return accelerator

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Iterable
+
+from common.jsonl import append_jsonl, load_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +29,9 @@ class MetricLogger:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            # a crash in the middle of an append leaves a torn last line: drop it (and only it)
+            kept = [row for row in read_metrics(self.path) if row.get("step", 0) <= resume_step]
+            write_jsonl(self.path, kept)
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         if tensorboard:
@@ -44,8 +46,7 @@ class MetricLogger:
         if not self.enabled:
             return
         clean = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in metrics.items()}
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"step": step, **clean}) + "\n")
+        append_jsonl(self.path, {"step": step, **clean})
         if self.writer is not None:
             for key, value in clean.items():
                 if isinstance(value, float) and math.isfinite(value):
@@ -56,8 +57,40 @@ class MetricLogger:
             self.writer.close()
 
 
+class StepWindow:
+    """Train metrics averaged over the steps since the last log line: loss, gradient norm, the loss
+    function's own metrics (``train/<name>``) and tokens per second."""
+
+    def __init__(self):
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.tokens = 0
+        self.start = time.perf_counter()
+
+    def add(self, result, tokens: int = 0) -> None:
+        values = {"train/loss": result.loss, **{f"train/{k}": v for k, v in result.metrics.items()}}
+        if result.grad_norm is not None:
+            values["train/grad_norm"] = result.grad_norm
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+            self.counts[key] = self.counts.get(key, 0) + 1
+        self.tokens += tokens
+
+    def flush(self) -> dict[str, float]:
+        out = {key: self.sums[key] / self.counts[key] for key in self.sums}
+        if self.tokens:
+            out["train/tokens_per_s"] = self.tokens / max(time.perf_counter() - self.start, 1e-9)
+        self._reset()
+        return out
+
+
 def read_metrics(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The rows of a ``metrics.jsonl``; a torn last line (a crash mid-append) is dropped, a bad line
+    anywhere else is an error naming the file and line."""
+    return load_jsonl(path, tolerate_torn_tail=True)
 
 
 def plot_curves(metrics_path: str | Path, out_png: str | Path, keys: Iterable[str], title: str = "") -> Path | None:
@@ -89,3 +122,27 @@ def plot_curves(metrics_path: str | Path, out_png: str | Path, keys: Iterable[st
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
     return out_png
+
+
+def plot_bars(values_by_name: dict[str, float], out_png: str | Path, title: str = "", ylabel: str = "eval accuracy",
+              ylim: float | None = 1.08) -> Path:
+    """A bar chart of named values (accuracy of a model and its baselines), each bar labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, values = list(values_by_name), list(values_by_name.values())
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bars = ax.bar(names, values, color=["#3b7dd8", "#7a9a01", "#c08a2b", "#999999"][: len(names)])
+    for bar, value in zip(bars, values):
+        ax.text(bar.get_x() + bar.get_width() / 2, value + 0.01, f"{value:.2f}", ha="center", va="bottom")
+    if ylim is not None:
+        ax.set_ylim(0, ylim)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    return Path(out_png)

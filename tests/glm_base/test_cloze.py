@@ -9,9 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from glm_base import GLMConfig, GLMForCausalLM
-from glm_base.cloze import (ClozeConfig, ClozeDataArgs, build_task, cloze_loss, collate, encode_example,
-                            label_scores, linear_probe, main, read_rows, resolve_task, run, sample_train,
-                            world_task)
+from glm_base.cloze import ClozeConfig, ClozeDataArgs, main, run
+from glm_base.cloze_data import read_rows, sample_train
+from glm_base.cloze_task import (build_task, cloze_loss, collate, encode_example, label_scores, resolve_task,
+                                 world_task)
+from glm_base.linear_probe import linear_probe
 from common.config import load_config, read_yaml
 from glm_base.trainkit.metrics import read_metrics
 from glm_base.tokenizer import special_token_ids
@@ -101,8 +103,10 @@ def test_single_token_scores_are_the_raw_logits_at_sop(task, tokenizer, model):
         assert torch.allclose(scores[i], logits[n, [grey, bread]], atol=1e-5)
         assert torch.allclose(scores[i, 1] - scores[i, 0], logits[n, bread] - logits[n, grey], atol=1e-5)
     batch = collate(examples, ids.pad)
-    loss = cloze_loss(model, batch, torch.tensor(2.0))
+    loss, metrics = cloze_loss(model, batch, torch.tensor(2.0))
     assert torch.allclose(loss, F.cross_entropy(scores, torch.tensor([0, 1])), atol=1e-6)
+    hits = (scores.argmax(-1) == torch.tensor([0, 1])).sum().item()
+    assert metrics["accuracy"].item() == pytest.approx(hits / 2)
 
 
 @torch.no_grad()
@@ -181,7 +185,7 @@ def checkpoint_and_data(tmp_path_factory, tokenizer, model):
 
 
 def tiny_args(root, out, *extra):
-    return [f"output_dir={out}", f"checkpoint={root / 'model'}", f"data.train_file={root / 'train.jsonl'}",
+    return [f"output_dir={out}", f"init_from={root / 'model'}", f"data.train_file={root / 'train.jsonl'}",
             f"data.eval_file={root / 'eval.jsonl'}", "n_train=32", "seed=0", "max_steps=40", "batch_size=8",
             "eval_every=0", "log_every=5", "optim.lr=0.005", "optim.warmup_steps=4",
             f"patterns={json.dumps(PATTERNS, ensure_ascii=False)}",
@@ -207,8 +211,9 @@ def test_fine_tuning_learns_a_separable_task_from_chance(checkpoint_and_data, tm
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("train/loss" in r for r in lines) and lines[-1]["step"] == 40
     # the saved model is the fine-tuned one: it reproduces the reported accuracy
-    from glm_base.cloze import accuracy_report, load_checkpoint_dir, predict
-    tuned, tok = load_checkpoint_dir(out / "model")
+    from glm_base.cloze_task import accuracy_report, predict
+    from glm_base.loading import load_model_and_tokenizer
+    tuned, tok = load_model_and_tokenizer(out / "model")
     task = build_task(tok, LABELS, PATTERNS, VERBALIZERS)
     rows = read_rows(checkpoint_and_data / "eval.jsonl", task, ClozeDataArgs())
     examples = [encode_example(tok, task, r.text, r.lang, r.label) for r in rows]
@@ -246,21 +251,26 @@ def test_shipped_configs_load(path):
     assert first.startswith("# ") and "glm_base.cloze" in first and str(path.relative_to(REPO)) in first
     cfg = load_config(ClozeConfig, ["--config", str(path)])
     labels, patterns, verbalizers = resolve_task(cfg)
-    assert cfg.n_train == 32 and cfg.checkpoint and cfg.output_dir
+    assert cfg.n_train == 32 and cfg.init_from and cfg.output_dir
 
 
 def test_tiny_config_spells_out_the_worlds_own_task():
     data = read_yaml(REPO / "configs" / "cloze" / "tiny.yaml")
     labels, patterns, verbalizers = world_task()
-    assert data["checkpoint"] == "runs/pretrain-tiny/model"
+    assert data["init_from"] == "runs/pretrain-tiny/model"
     assert data["labels"] == labels and data["patterns"] == patterns and data["verbalizers"] == verbalizers
 
 
-def test_missing_checkpoint_is_a_clear_error(checkpoint_and_data, tmp_path):
+def test_missing_init_from_is_one_error_line_with_status_2(checkpoint_and_data, tmp_path, capsys):
     args = tiny_args(checkpoint_and_data, tmp_path / "run")
-    args[1] = f"checkpoint={tmp_path / 'nowhere'}"
-    with pytest.raises(SystemExit, match=r"checkpoint directory .*nowhere.* not found.*glm_base.pretrain"):
+    args[1] = f"init_from={tmp_path / 'nowhere'}"
+    with pytest.raises(SystemExit) as exit_info:
         main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert err[0].startswith("error: init_from ") and "nowhere" in err[0] and "not found" in err[0]
+    assert "glm_base.pretrain" in err[0]
 
 
 def test_verbalizer_missing_for_a_label_names_the_key():

@@ -6,7 +6,7 @@ import torch
 
 from glm_base import GLMConfig, GLMForCausalLM
 from glm_base.fact_probe import fact_probes, relation_values, run_probe
-from glm_base.trainkit.default_data import world_dir
+from world.default import world_dir
 
 
 def test_probes_mask_exactly_one_true_value():

@@ -1,26 +1,29 @@
-"""The embedded default data: the synthetic bilingual world, built on first use.
+"""The embedded default data of every stage: the synthetic bilingual world, built on first use.
 
 Every stage's tiny config runs on the world when it names no files of its own. The world is
 generated (never downloaded) into ``data/world/<size>-seed<seed>`` once; later calls reuse it. A
 build goes to a temporary directory and is renamed when complete, so concurrent processes (e.g. the
-ranks of ``accelerate launch``) and interrupted builds never see half a world.
+ranks of a launch) and interrupted builds never see half a world; trainers also let only their main
+process build it while the others wait (``Run.main_process_first``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 from pathlib import Path
+
+from world.build import build
+from world.config import WORLD_VERSION, WorldConfig
+from world.schema import KINDS
 
 DEFAULT_ROOT = Path(os.environ.get("GLM_ALIGN_DATA", "data")) / "world"
 
 
 def world_dir(size: str = "tiny", seed: int = 0, root: str | Path | None = None) -> Path:
     """Directory of the world of ``size`` and ``seed``, building it if absent."""
-    from world.build import build
-    from world.config import WorldConfig
-
     root = Path(root) if root is not None else DEFAULT_ROOT
     final = root / f"{size}-seed{seed}"
     if _complete(final):
@@ -43,11 +46,6 @@ def world_dir(size: str = "tiny", seed: int = 0, root: str | Path | None = None)
 
 
 def _complete(path: Path) -> bool:
-    import json
-
-    from world.config import WORLD_VERSION
-    from world.schema import KINDS
-
     manifest = path / "manifest.json"
     if not manifest.is_file():
         return False
