@@ -1,5 +1,8 @@
 """PPO losses. Each loss returns ``(loss, metrics)``: a scalar to backpropagate and a dict of
-detached 0-dim tensors (means over this batch's valid tokens) for logging.
+detached 0-dim tensors for logging, each reduced exactly like the loss (same reduction, same
+normaliser). With the default normaliser a metric is this batch's mean; with a step's normaliser it
+is this micro-batch's share of the step's mean, which is what ``glm_base.trainkit.steps.train_step``
+sums over micro-batches and processes.
 
 Reductions (``reduction``):
 
@@ -45,7 +48,7 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     ``r = exp(logprobs - old_logprobs)`` (``eps_high`` defaults to ``eps``; a larger one is DAPO's
     "clip higher"). Metrics: ``policy_loss``, ``clip_fraction`` (share of valid tokens where the
     clipped term is the smaller, i.e. the gradient is cut), ``approx_kl`` (mean of ``d**2 / 2`` with
-    ``d = logprobs - old_logprobs``), ``ratio_mean``, ``ratio_max``."""
+    ``d = logprobs - old_logprobs``), ``ratio_mean``."""
     if not (logprobs.shape == old_logprobs.shape == advantages.shape == mask.shape):
         raise ValueError(f"shapes differ: logprobs {tuple(logprobs.shape)}, old {tuple(old_logprobs.shape)}, "
                          f"advantages {tuple(advantages.shape)}, mask {tuple(mask.shape)}")
@@ -58,13 +61,11 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     per_token = -torch.minimum(unclipped, clipped)
     loss = reduce_loss(per_token, mask, reduction, normaliser)
     with torch.no_grad():
-        valid = mask.bool()
         metrics = {
             "policy_loss": loss.detach(),
-            "clip_fraction": masked_mean((clipped < unclipped).float(), valid),
-            "approx_kl": masked_mean(0.5 * log_ratio.square(), valid),
-            "ratio_mean": masked_mean(ratio, valid),
-            "ratio_max": ratio[valid].max() if bool(valid.any()) else torch.zeros(()),
+            "clip_fraction": reduce_loss((clipped < unclipped).float(), mask, reduction, normaliser),
+            "approx_kl": reduce_loss(0.5 * log_ratio.square(), mask, reduction, normaliser),
+            "ratio_mean": reduce_loss(ratio, mask, reduction, normaliser),
         }
     return loss, metrics
 
@@ -94,8 +95,8 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
     with torch.no_grad():
         metrics = {
             "value_loss": loss.detach(),
-            "value_clip_fraction": masked_mean(clipped_more.float(), mask),
-            "value_mean": masked_mean(values, mask),
+            "value_clip_fraction": reduce_loss(clipped_more.float(), mask, reduction, normaliser),
+            "value_mean": reduce_loss(values.detach(), mask, reduction, normaliser),
         }
     return loss, metrics
 
@@ -112,12 +113,12 @@ def entropy_bonus(logits: torch.Tensor, mask: torch.Tensor, reduction: str = "to
                   normaliser: float | torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Mean entropy of the policy over valid tokens (``logits`` ``(B, T, V)`` aligned with ``mask``),
     reduced like the losses; subtract ``coef * entropy`` from the loss for an entropy bonus.
-    Metric: ``entropy`` (token mean)."""
+    Metric: ``entropy`` (the same value, detached)."""
     if logits.shape[:-1] != mask.shape:
         raise ValueError(f"logits {tuple(logits.shape)} do not align with mask {tuple(mask.shape)}")
     per_token = entropy_from_logits(logits)
     entropy = reduce_loss(per_token, mask, reduction, normaliser)
-    return entropy, {"entropy": masked_mean(per_token.detach(), mask)}
+    return entropy, {"entropy": entropy.detach()}
 
 
 @torch.no_grad()
