@@ -120,3 +120,33 @@ def test_update_argument_errors():
         PPOUpdateArgs(loss_reduction="batch")
     with pytest.raises(ValueError, match="temperature"):
         PPOUpdateArgs(temperature=0.0)
+
+
+@pytest.mark.slow
+def test_one_process_equals_two(tmp_path):
+    """The same 8 responses updated by one process, or by two holding 4 each (torchrun, gloo): same
+    weights and metrics (the step normaliser is global, gradients are averaged)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = {1: [sys.executable, "-m", "tests.align.ppo_two_process"],
+            2: [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "-m", "tests.align.ppo_two_process"]}
+    results = {}
+    for world, command in runs.items():
+        out = tmp_path / f"world{world}.pt"
+        done = subprocess.run([*command, str(out)], cwd=repo, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[world] = torch.load(out)
+    one, two = results[1], results[2]
+    assert (one["world"], two["world"]) == (1, 2)
+    for name, value in one["metrics"].items():
+        assert two["metrics"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
+    assert one["metrics"]["policy/clip_fraction"] > 0
+    for part in ("policy", "critic"):
+        for name, tensor in one[part].items():
+            torch.testing.assert_close(two[part][name], tensor, rtol=1e-4, atol=1e-6)
