@@ -207,14 +207,18 @@ class VLLMRollout:
         if self.weights_asleep:
             self.engine.wake_up(tags=["weights"])
             self.weights_asleep = False
+        tensors = size = 0
         for bucket in self._buckets():
             if isinstance(self.engine, ServerEngine):
                 self.engine.load_named(bucket)
             else:
                 self.engine.apply_model(lambda model, weights=bucket: model.load_weights(weights))
+            tensors += len(bucket)
+            size += sum(t.numel() * t.element_size() for _, t in bucket)
         self.engine.reset_prefix_cache()
         self.weights_on_engine = True
         self.pushes += 1
+        logger.debug("pushed %d tensors (%.1f MB) to vLLM (push %d)", tensors, size / 2**20, self.pushes)
 
     def _sleep(self) -> None:
         self.engine.sleep(level=self.sleep_level)

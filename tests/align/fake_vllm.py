@@ -12,7 +12,7 @@ overwrites the weights with NaN (they are gone), ``wake_up`` brings memory back 
 from __future__ import annotations
 
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from transformers import GlmForCausalLM

@@ -11,7 +11,7 @@ from safetensors import safe_open
 from align.rl.logprobs import response_logprobs
 from align.rl.rollout import HFRollout
 from align.rl.vllm_engine import (
-    ServerEngine, VLLMRollout, VLLMUnsupported, check_checkpoint_dir, named_weights_for_vllm, vllm_weight_name,
+    VLLMRollout, VLLMUnsupported, check_checkpoint_dir, named_weights_for_vllm, vllm_weight_name,
 )
 from glm_base.export import export_to_transformers
 from tests.align import fake_vllm
