@@ -25,7 +25,8 @@ class Rollout:
     ``prompt_ids``/``prompt_mask`` ``(B, P)`` left-padded; ``response_ids``/``response_mask``
     ``(B, R)``, the mask 1 up to and including the first end token; ``truncated`` ``(B,)`` True when
     a response has no end token; ``logprobs`` ``(B, R)`` the generation's own log-probs of its tokens
-    (``log_softmax(logits / temperature)``, 0 on padding) when requested, else None.
+    (``log_softmax(logits / temperature)``, 0 on padding; NaN where a vLLM engine gave none) when
+    requested, else None. They are for monitoring: PPO recomputes old log-probs with its own forward.
     """
 
     prompt_ids: torch.Tensor

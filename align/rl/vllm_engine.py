@@ -261,13 +261,17 @@ class VLLMRollout:
         if len(outputs) != len(prompts):
             raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(prompts)} prompts")
         responses, logprobs = [], []
-        for output in outputs:
+        for i, output in enumerate(outputs):
             completion = output.outputs[0]
             tokens = list(completion.token_ids)
             if completion.finish_reason == "stop" and (not tokens or tokens[-1] not in self.eos_token_ids):
-                # stopped on an end token that was left out of token_ids: put it back so the mask covers it
-                stop = completion.stop_reason if isinstance(completion.stop_reason, int) else self.eos_token_ids[0]
-                tokens.append(stop)
+                stop = completion.stop_reason
+                if not (isinstance(stop, int) and stop in self.eos_token_ids):
+                    raise RuntimeError(
+                        f"vLLM ended response {i} with finish_reason 'stop' on {stop!r} (last token {tokens[-1:]}), "
+                        f"which is not one of eos_token_ids {self.eos_token_ids}; list every token the engine "
+                        f"stops on (the exported config's eos_token_id too) in eos_token_ids")
+                tokens.append(stop)  # the end token was left out of token_ids: put it back for the mask
             responses.append(tokens)
             if self.return_logprobs:
                 logprobs.append(_sampled_logprobs(completion, tokens))
@@ -284,18 +288,21 @@ class VLLMRollout:
             if logprobs is not None:
                 lp[i, :len(tokens)] = torch.tensor(logprobs[i], dtype=torch.float32)
         response_mask, truncated = response_mask_and_truncation(response_ids, self.eos_token_ids)
+        lengths = torch.tensor([len(r) for r in responses])
+        response_mask = response_mask * (torch.arange(width)[None, :] < lengths[:, None]).long()
         if not all(len(r) for r in responses):
             empty = [i for i, r in enumerate(responses) if not r]
             raise RuntimeError(f"vLLM returned empty responses for prompts {empty}")
         response_ids = torch.where(response_mask.bool(), response_ids, torch.full_like(response_ids, self.pad_token_id))
         rollout = Rollout(prompt_ids, prompt_mask, response_ids, response_mask, truncated,
-                          lp * response_mask if logprobs is not None else None)
+                          torch.where(response_mask.bool(), lp, 0.0) if logprobs is not None else None)
         return rollout.to(device)
 
 
 def _sampled_logprobs(completion, tokens: list[int]) -> list[float]:
     """The log-prob of each sampled token from a ``CompletionOutput``'s per-token dicts
-    (``{token_id: Logprob}``); NaN where vLLM gave none (e.g. an end token restored above)."""
+    (``{token_id: Logprob}``); NaN where vLLM gave none (an end token restored to ``token_ids``), so
+    an unknown value is never mistaken for a probability of 1."""
     values = []
     entries = completion.logprobs or []
     for i, token in enumerate(tokens):

@@ -186,3 +186,38 @@ def test_server_engine_uses_the_trl_client_calls(exported):
     names = [n for n, _ in named_weights_for_vllm(policy)]
     assert client.calls[1] == ("update_named_params", names, len(names))
     assert client.calls[2] == ("reset_prefix_cache",)
+
+
+class _ScriptedEngine:
+    """Returns prepared vLLM outputs, one per prompt."""
+
+    def __init__(self, completions):
+        self.completions = completions
+
+    def generate(self, prompts, sampling_params=None, use_tqdm=False):
+        return [fake_vllm.RequestOutput(str(i), None, p["prompt_token_ids"], None, [c])
+                for i, (p, c) in enumerate(zip(prompts, self.completions))]
+
+
+def test_completion_outputs_become_a_rollout():
+    lp = lambda *pairs: [{t: fake_vllm.Logprob(v)} for t, v in pairs]
+    completions = [
+        fake_vllm.CompletionOutput(0, "", [7, 8, 2], None, lp((7, -0.5), (8, -0.25), (2, -1.0)), "stop", 2),
+        fake_vllm.CompletionOutput(0, "", [9, 9], None, lp((9, -0.1), (9, -0.2)), "length", None),  # cut short
+        # the end token left out of token_ids (stop_reason says which): restored, its log-prob unknown (NaN)
+        fake_vllm.CompletionOutput(0, "", [6], None, lp((6, -0.3)), "stop", 3),
+    ]
+    rollout = VLLMRollout(_ScriptedEngine(completions), tiny_model("glm4"), EOS, PAD, max_new_tokens=3,
+                          sampling_params_cls=fake_vllm.SamplingParams)
+    out = rollout.generate([[5, 6], [7], [8, 9, 10]])
+    assert out.prompt_ids.tolist() == [[0, 5, 6], [0, 0, 7], [8, 9, 10]]
+    assert out.response_ids.tolist() == [[7, 8, 2], [9, 9, 0], [6, 3, 0]]
+    assert out.response_mask.tolist() == [[1, 1, 1], [1, 1, 0], [1, 1, 0]]
+    assert out.truncated.tolist() == [False, True, False]
+    torch.testing.assert_close(out.logprobs[:2], torch.tensor([[-0.5, -0.25, -1.0], [-0.1, -0.2, 0.0]]))
+    assert out.logprobs[2, 0].item() == pytest.approx(-0.3)
+    assert torch.isnan(out.logprobs[2, 1]) and out.logprobs[2, 2].item() == 0.0
+    wrong = [fake_vllm.CompletionOutput(0, "", [6, 4], None, None, "stop", None)]
+    with pytest.raises(RuntimeError, match="not one of eos_token_ids"):
+        VLLMRollout(_ScriptedEngine(wrong), tiny_model("glm4"), EOS, PAD, 4, return_logprobs=False,
+                    sampling_params_cls=fake_vllm.SamplingParams).generate([[5]])
