@@ -56,7 +56,9 @@ class PPOUpdateArgs:
 
 
 def policy_step_loss(model, batch: dict, num_items: torch.Tensor, *, args: PPOUpdateArgs):
-    """trainkit loss function for the policy: clipped surrogate (+ entropy bonus, + ptx LM loss)."""
+    """trainkit loss function for the policy: clipped surrogate (+ entropy bonus, + ptx LM loss).
+    The entropy bonus needs the full softmax of every response position in fp32 (``B x R x V``):
+    with a large vocabulary keep micro-batches small when ``entropy_coef > 0``."""
     exp: Experience = batch["experience"]
     logits = response_logits(model, exp.input_ids, exp.attention_mask, exp.response_length)
     logprobs = logprobs_from_logits(logits, exp.response_ids, args.temperature, mask=exp.response_mask)
@@ -133,7 +135,9 @@ def ppo_update(accelerator, policy, policy_optimizer, experience: Experience, ar
             normaliser = global_count(accelerator, local)
             batches = [{"experience": p} for p in parts]
             if args.ptx_coef > 0:
-                lm = [next(ptx_batches) for _ in parts]
+                lm = [next(ptx_batches, None) for _ in parts]
+                if any(b is None for b in lm):
+                    raise ValueError("ptx_batches ran out; give an endless iterator (cycle the SFT/pretraining data)")
                 share = accelerator.num_processes * accumulation
                 lm_items = torch.tensor(max(global_count(accelerator, sum(_lm_targets(b) for b in lm)), 1.0) / share,
                                         device=accelerator.device)

@@ -11,7 +11,7 @@ from align.rl.logprobs import response_logprobs
 from align.rl.rollout import HFRollout
 from align.rl.update import PPOUpdateArgs, ppo_update
 from align.rl.value_model import ValueModel, response_values
-from tests.align.conftest import tiny_model
+from tests.align.rl_helpers import tiny_model
 
 EOS, PAD = [1], 0
 PROMPTS = [[5, 6], [7], [8, 9, 10], [11]]

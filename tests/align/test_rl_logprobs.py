@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from align.rl.logprobs import logprobs_from_logits, positions_from_mask, response_logprobs
-from tests.align.conftest import tiny_model
+from tests.align.rl_helpers import tiny_model
 
 
 def test_logprobs_from_logits_by_hand():

@@ -6,7 +6,7 @@ import torch
 
 from align.rl.logprobs import response_logprobs
 from align.rl.rollout import HFRollout, left_pad, response_mask_and_truncation
-from tests.align.conftest import tiny_model
+from tests.align.rl_helpers import tiny_model
 
 EOS = [1, 2, 3]
 PAD = 0

@@ -15,7 +15,7 @@ from align.rl.vllm_engine import (
 )
 from glm_base.export import export_to_transformers
 from tests.align import fake_vllm
-from tests.align.conftest import tiny_model
+from tests.align.rl_helpers import tiny_model
 
 EOS, PAD = [1, 2, 3], 0
 PROMPTS = [[10, 11, 12, 13], [20, 21], [30, 31, 32], [40]]
