@@ -150,3 +150,19 @@ def test_one_process_equals_two(tmp_path):
     for part in ("policy", "critic"):
         for name, tensor in one[part].items():
             torch.testing.assert_close(two[part][name], tensor, rtol=1e-4, atol=1e-6)
+
+
+def test_before_any_update_the_ratio_is_exactly_one(architecture):
+    """The update's forward sees what experience making saw (positions, masks, temperature): on a
+    left-padded batch, before any step, new log-probs equal old ones and nothing is clipped."""
+    from align.rl.update import policy_step_loss
+
+    policy = tiny_model(architecture, seed=6).train()
+    torch.manual_seed(0)
+    rollout = HFRollout(policy, EOS, PAD, max_new_tokens=6, temperature=0.8).generate(PROMPTS)
+    exp, _ = make_experience(rollout, torch.ones(4), policy, policy, kl_coef=0.0, advantage_estimator="rloo",
+                             group_size=2, temperature=0.8)
+    loss, metrics = policy_step_loss(policy, {"experience": exp}, exp.response_mask.sum(),
+                                     args=PPOUpdateArgs(temperature=0.8))
+    assert metrics["approx_kl"].item() < 1e-10 and metrics["clip_fraction"].item() == 0.0
+    assert metrics["ratio_mean"].item() == pytest.approx(1.0, abs=1e-6)

@@ -1,6 +1,6 @@
 """PPO learns a toy task end to end: reward 1 when the response starts with a chosen token.
 
-A tiny random policy (vocab 16, so the chosen token starts near 1/16) samples responses with
+A tiny random policy (glm4 or glm1, vocab 16, so the chosen token starts near 1/16) samples responses with
 HFRollout; experience is made with a reference copy and a critic (GAE); ppo_update trains both
 through glm_base.trainkit's step. Within a bounded number of iterations the probability of the
 chosen first token exceeds 0.9, while the KL to the reference stays bounded.
@@ -8,6 +8,7 @@ chosen first token exceeds 0.9, while the KL to the reference stays bounded.
 
 import copy
 
+import pytest
 import torch
 
 from align.rl.experience import make_experience
@@ -29,16 +30,17 @@ def first_token_probability(policy) -> float:
     return torch.softmax(logits.float(), -1)[:, TARGET].mean().item()
 
 
-def test_ppo_raises_the_rewarded_first_token_above_0_9():
+@pytest.mark.parametrize("architecture, lr", [("glm4", 3e-3), ("glm1", 1e-3)])
+def test_ppo_raises_the_rewarded_first_token_above_0_9(architecture, lr):
     torch.manual_seed(0)
-    config = GLMConfig(architecture="glm4", vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2,
+    config = GLMConfig(architecture=architecture, vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2,
                        num_attention_heads=4, max_position_embeddings=64)
     policy = GLMForCausalLM(config)
     reference = copy.deepcopy(policy).eval()
     critic = ValueModel.from_causal_lm(policy)
     accelerator = make_accelerator(grad_accum=2, mixed_precision="no")
-    policy_opt = torch.optim.AdamW(policy.parameters(), lr=3e-3)
-    critic_opt = torch.optim.AdamW(critic.parameters(), lr=3e-3)
+    policy_opt = torch.optim.AdamW(policy.parameters(), lr=lr)
+    critic_opt = torch.optim.AdamW(critic.parameters(), lr=lr)
     policy, policy_opt, critic, critic_opt = accelerator.prepare(policy, policy_opt, critic, critic_opt)
     sampler = HFRollout(accelerator.unwrap_model(policy), EOS, PAD, max_new_tokens=3, temperature=1.0)
     kl_ctl = AdaptiveKLController(0.05, target=3.0, horizon=1000)
@@ -62,4 +64,4 @@ def test_ppo_raises_the_rewarded_first_token_above_0_9():
     assert start < 0.15
     assert probability > 0.9, f"P(target) reached only {probability:.3f} after {len(history)} iterations: {history}"
     assert max(h[1] for h in history) < 6.0, history  # KL per response (nats) stays bounded
-    print(f"toy task: P(target) {start:.3f} -> {probability:.3f} in {len(history)} iterations, last KL {kl:.2f}")
+    print(f"toy task {architecture}: P(target) {start:.3f} -> {probability:.3f} in {len(history)} iterations, last KL {kl:.2f}")
