@@ -16,6 +16,8 @@ Rules (the habits in DESIGN.md):
 - Values on the command line are parsed as YAML scalars (``true``, ``3e-4``, ``[1, 2]``) and then
   checked against the field's annotated type.
 - Unknown keys are an error naming the file (or ``command line``) and the key, with the valid keys.
+- A field may list its valid values (``metadata={"choices": [...]}``); others are an error naming it.
+- YAML 1.2 booleans: only ``true``/``false`` are booleans, so ``mixed_precision=no`` stays ``"no"``.
 - ``--help`` lists every field with its default and help text.
 """
 
@@ -130,6 +132,14 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
+def _check_choice(f: dataclasses.Field, value: Any, where: str) -> Any:
+    """A field may list its valid values in ``metadata["choices"]``; anything else is an error."""
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where}: {value!r} is not one of {list(choices)}")
+    return value
+
+
 def _build(cls: type[T], values: dict[str, Any], where: str) -> T:
     """Instantiate ``cls`` from a (possibly partial) mapping, recursing into nested dataclasses."""
     hints = _type_hints(cls)
@@ -141,7 +151,7 @@ def _build(cls: type[T], values: dict[str, Any], where: str) -> T:
         )
     kwargs = {}
     for name, value in values.items():
-        kwargs[name] = _coerce(value, hints[name], f"{where}: {name}")
+        kwargs[name] = _check_choice(fields[name], _coerce(value, hints[name], f"{where}: {name}"), f"{where}: {name}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
@@ -180,7 +190,8 @@ def _check_keys(cls: type, values: dict[str, Any], where: str, prefix: str = "")
         if dataclasses.is_dataclass(sub) and isinstance(value, dict):
             _check_keys(sub, value, where, prefix + key + ".")
         else:  # type-check here, where the source (file or command line) is still known
-            _coerce(value, sub, f"{where}: {prefix + key}")
+            field_ = next(f for f in dataclasses.fields(cls) if f.name == key)
+            _check_choice(field_, _coerce(value, sub, f"{where}: {prefix + key}"), f"{where}: {prefix + key}")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -216,6 +227,8 @@ def config_help(cls: type, prefix: str = "") -> str:
         else:
             default = "(required)"
         help_text = f.metadata.get("help", "")
+        if f.metadata.get("choices") and "|" not in help_text:
+            help_text += f" (one of: {' | '.join(map(str, f.metadata['choices']))})"
         type_name = getattr(annotation, "__name__", str(annotation))
         lines.append(f"  {prefix + f.name} ({type_name}, default {default!r}): {help_text}")
     return "\n".join(lines)

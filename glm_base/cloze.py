@@ -38,6 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from common.errors import UserError
+from world.config import SIZES as WORLD_SIZES
 
 from .cloze_data import ClozeRow, read_rows, resolve_files, sample_train
 from .cloze_task import (accuracy_report, build_task, cloze_loss, collate, encode_example, predict,
@@ -60,7 +61,7 @@ logger = logging.getLogger("glm_base.cloze")
 class ClozeDataArgs:
     train_file: str | None = field(default=None, metadata={"help": "JSONL of labelled rows; None = the world's cloze train split"})
     eval_file: str | None = field(default=None, metadata={"help": "JSONL eval rows; None = the world's cloze eval split"})
-    world_scale: str = field(default="tiny", metadata={"help": "size of the synthetic world used when no files are given (tiny | small | medium)"})
+    world_scale: str = field(default="tiny", metadata={"help": "size of the synthetic world used when no files are given (tiny | small | medium)", "choices": list(WORLD_SIZES)})
     world_seed: int = field(default=0, metadata={"help": "world seed used when no files are given"})
     text_field: str = field(default="text", metadata={"help": "row field holding the text"})
     label_field: str = field(default="label", metadata={"help": "row field holding the label name"})
@@ -96,10 +97,10 @@ class ClozeConfig(TrainArgs):
     labels: list[str] = field(default_factory=list, metadata={"help": "label names in order; empty = the verbalizers' keys (world: negative, positive)"})
     patterns: dict[str, str] = field(default_factory=dict, metadata={"help": "language -> pattern with {text} and one [MASK]; empty = the world's"})
     verbalizers: dict[str, dict[str, str]] = field(default_factory=dict, metadata={"help": "language -> label -> word; empty = the world's"})
-    scoring: str = field(default="auto", metadata={"help": "auto (logit at <sop> when every verbalizer is one token) | multi (summed log-probs incl. <eop>)"})
+    scoring: str = field(default="auto", metadata={"help": "auto (logit at <sop> when every verbalizer is one token) | multi (summed log-probs incl. <eop>)", "choices": ["auto", "multi"]})
     data: ClozeDataArgs = field(default_factory=ClozeDataArgs)
     optim: ClozeOptimArgs = field(default_factory=ClozeOptimArgs)
-    probe_features: str = field(default="sop", metadata={"help": "linear-probe features: sop (final hidden state at <sop>) | mean (Part A mean-pooled)"})
+    probe_features: str = field(default="sop", metadata={"help": "linear-probe features: sop (final hidden state at <sop>) | mean (Part A mean-pooled)", "choices": ["sop", "mean"]})
     probe_folds: int = field(default=4, metadata={"help": "cross-validation folds choosing the probe's L2 strength"})
 
     def __post_init__(self):

@@ -23,7 +23,11 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, GlmConfig, GlmForCausalLM
 
+from common.cli import run_main
+from common.errors import UserError
+
 from .configuration import GLMConfig
+from .loading import check_model_dir
 from .modeling import GLMForCausalLM
 
 logger = logging.getLogger(__name__)
@@ -37,7 +41,7 @@ _SHARED_FIELDS = (
 )
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """The checkpoint cannot be converted; the message says why and what would work."""
 
 
@@ -125,13 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    try:
-        if args.from_hf:
-            out = import_from_transformers(args.checkpoint, args.out, dtype)
-        else:
-            out = export_to_transformers(args.checkpoint, args.out, dtype)
-    except ExportError as err:
-        raise SystemExit(f"error: {err}") from None
+    convert = import_from_transformers if args.from_hf else export_to_transformers
+    out = run_main(lambda: convert(check_model_dir(args.checkpoint, "--checkpoint"), args.out, dtype))
     print(f"wrote {out}")
 
 

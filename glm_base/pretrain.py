@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from common.errors import UserError
+from world.config import SIZES as WORLD_SIZES
 from world.default import world_files
 
 from .configuration import config_for_size
@@ -48,7 +49,7 @@ logger = logging.getLogger("glm_base.pretrain")
 @dataclass
 class ModelArgs:
     size: str = field(default="tiny", metadata={"help": "named size from glm_base.configuration.MODEL_SIZES"})
-    architecture: str = field(default="glm4", metadata={"help": "glm1 | glm4"})
+    architecture: str = field(default="glm4", metadata={"help": "glm1 | glm4", "choices": ["glm1", "glm4"]})
     overrides: dict[str, Any] = field(default_factory=dict, metadata={"help": "GLMConfig fields to override"})
     init_from: str | None = field(default=None, metadata={"help": "start from this HF checkpoint instead"})
 
@@ -64,7 +65,7 @@ class DataArgs:
     train_files: list[str] = field(default_factory=list, metadata={"help": "JSONL/text files; empty = the world corpus"})
     eval_files: list[str] = field(default_factory=list, metadata={"help": "held-out files; empty = the world's eval split, or eval_holdout documents of train_files"})
     eval_holdout: int = field(default=200, metadata={"help": "chunks held out of train_files for evaluation when no eval_files are given"})
-    world_scale: str = field(default="tiny", metadata={"help": "size of the synthetic world used when no files are given (tiny | small | medium)"})
+    world_scale: str = field(default="tiny", metadata={"help": "size of the synthetic world used when no files are given (tiny | small | medium)", "choices": list(WORLD_SIZES)})
     world_seed: int = field(default=0, metadata={"help": "seed of the synthetic world (kept apart from the training seed)"})
     text_field: str = field(default="text", metadata={"help": "JSONL field holding the text"})
     streaming: bool = field(default=False, metadata={"help": "stream the corpus instead of loading it"})

@@ -32,7 +32,14 @@ Chat format (GLM-4 style), set as the tokenizer's ``chat_template``::
   prefix of the conversation rendered with the reply.
 - Nothing is written after the last turn: as in GLM-4, a reply ends where the next ``<|user|>`` or
   ``<|observation|>`` (or ``<|endoftext|>``) begins; :attr:`SpecialTokenIds.chat_stop` lists those ids
-  for generation and for the SFT stage, which appends one of them after a reply it trains on.
+  for generation and for the SFT stage, which appends ``<|user|>`` after the last reply it trains on
+  (as GLM-4's own fine-tuning code does).
+- ``{% generation %}`` markers (they write no text) give the assistant mask of
+  ``apply_chat_template(..., return_dict=True, return_assistant_tokens_mask=True)`` and make the
+  template pass TRL's checks for ``assistant_only_loss``: the assistant's part is each assistant
+  message after its ``<|assistant|>\\n`` header (after ``<|assistant|>`` alone for a tool call, whose
+  name fills the header line) plus the ``<|user|>``/``<|observation|>`` token right after it, which
+  ends the reply. System, user and observation text, and the role headers, are never marked.
 
 Failure modes: :func:`train_tokenizer` raises ``ValueError`` when the corpus is empty or the vocab
 size leaves no room beyond the 256 bytes and the special tokens; :func:`read_corpus` raises with the
@@ -101,7 +108,15 @@ SPLIT_PATTERN = (
 
 
 def _build_chat_template() -> str:
-    """The Jinja chat template (see the module docstring for the format it writes)."""
+    """The Jinja chat template (see the module docstring for the format it writes).
+
+    ``{% generation %}`` blocks mark what the assistant writes, for
+    ``apply_chat_template(..., return_assistant_tokens_mask=True)`` and TRL's ``assistant_only_loss``:
+    each assistant message after its first ``<|assistant|>`` header (and after the ``\\n`` that
+    follows it for a plain reply, which is part of the generation prompt), and the ``<|user|>`` or
+    ``<|observation|>`` token that opens the turn right after an assistant turn: in GLM-4's format
+    that token ends the reply (see :attr:`SpecialTokenIds.chat_stop`). The markers write no text.
+    """
     return (
         "[gMASK]<sop>"
         "{% if tools %}"
@@ -113,23 +128,28 @@ def _build_chat_template() -> str:
         "{{ '\\n\\n' }}To call a tool, reply with its name on the first line and its arguments as JSON on the next."
         "{% endif %}"
         "{% for message in messages %}"
+        "{% set after_reply = not loop.first and loop.previtem.role == 'assistant' %}"
         "{% if message.role == 'system' %}"
         "<|system|>\n{{ message.content }}"
         "{% elif message.role == 'user' %}"
-        "<|user|>\n{{ message.content }}"
+        "{% if after_reply %}{% generation %}<|user|>{% endgeneration %}{% else %}<|user|>{% endif %}"
+        "{{ '\\n' }}{{ message.content }}"
         "{% elif message.role == 'assistant' %}"
-        "{% if message.content or not message.tool_calls %}"
-        "<|assistant|>\n{{ message.content if message.content else '' }}"
-        "{% endif %}"
+        "{% set plain = message.content or not message.tool_calls %}"
+        "<|assistant|>{{ '\\n' if plain else '' }}"
+        "{% generation %}"
+        "{% if plain %}{{ message.content if message.content else '' }}{% endif %}"
         "{% if message.tool_calls %}"
         "{% for call in message.tool_calls %}"
         "{% set fn = call.function if call.function is defined else call %}"
-        "<|assistant|>{{ fn.name }}\n"
+        "{% if plain or not loop.first %}<|assistant|>{% endif %}{{ fn.name }}\n"
         "{% if fn.arguments is string %}{{ fn.arguments }}{% else %}{{ fn.arguments | tojson }}{% endif %}"
         "{% endfor %}"
         "{% endif %}"
+        "{% endgeneration %}"
         "{% elif message.role == 'observation' or message.role == 'tool' %}"
-        "<|observation|>\n{{ message.content }}"
+        "{% if after_reply %}{% generation %}<|observation|>{% endgeneration %}{% else %}<|observation|>{% endif %}"
+        "{{ '\\n' }}{{ message.content }}"
         "{% else %}"
         "{{ raise_exception('unknown chat role: ' ~ message.role) }}"
         "{% endif %}"

@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from common.cli import run_main
+from common.config import ConfigError, load_config
+
 from world import schema
 from world.config import WORLD_VERSION, WorldConfig
 from world.corpus import build_corpus
@@ -121,7 +124,7 @@ def _translate_flags(argv: list[str]) -> list[str]:
                 i += 1
             else:
                 if i + 1 >= len(argv):
-                    raise SystemExit(f"{arg} needs a value")
+                    raise ConfigError(f"command line: {arg} needs a value")
                 out.append(f"{flags[name]}={argv[i + 1]}")
                 i += 2
             continue
@@ -131,25 +134,15 @@ def _translate_flags(argv: list[str]) -> list[str]:
 
 
 def parse_config(argv: list[str]) -> WorldConfig:
-    """``--out/--size/--seed`` alone are parsed here; anything else (``--config FILE``, ``--help``,
-    ``flaws.mixed=0.2``) goes through glm_base's config loader, which imports torch (slow)."""
-    overrides = _translate_flags(argv)
-    simple = {"out": str, "size": str, "seed": int}
-    pairs = [o.split("=", 1) for o in overrides if "=" in o and not o.startswith("-")]
-    if len(pairs) == len(overrides) and all(k in simple for k, _ in pairs):
-        try:
-            return WorldConfig(**{k: simple[k](v) for k, v in pairs})
-        except ValueError as err:
-            raise SystemExit(f"python -m world.build: {err}") from None
-    from common.config import load_config
-
-    return load_config(WorldConfig, overrides, prog="python -m world.build")
+    """``--out/--size/--seed`` (argparse style), ``--config FILE``, ``key=value`` overrides and
+    ``--help``, through the torch-free :mod:`common.config`."""
+    return load_config(WorldConfig, _translate_flags(argv), prog="python -m world.build")
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = parse_config(argv)
+    cfg = run_main(lambda: parse_config(argv))
     start = time.perf_counter()
     manifest = build(cfg)
     took = time.perf_counter() - start

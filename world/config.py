@@ -45,7 +45,7 @@ class WorldConfig:
     """Build the synthetic bilingual world: python -m world.build --out DIR --size tiny --seed 0"""
 
     out: str = field(default="data/world", metadata={"help": "output directory"})
-    size: str = field(default="tiny", metadata={"help": "tiny | small | medium"})
+    size: str = field(default="tiny", metadata={"help": "tiny | small | medium", "choices": ["tiny", "small", "medium"]})
     seed: int = field(default=0, metadata={"help": "random seed; same seed and size give identical files"})
     eval_fraction: float = field(default=0.1, metadata={"help": "share of rows in the eval split"})
     long_min_tokens: int = field(default=1000, metadata={"help": "shortest long-context example (approx tokens)"})

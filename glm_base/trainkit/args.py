@@ -28,7 +28,7 @@ class TrainArgs:
     log_every: int = field(default=10, metadata={"help": "log train metrics every N steps"})
     resume: bool = field(default=False, metadata={"help": "continue from the run's latest checkpoint"})
     overwrite: bool = field(default=False, metadata={"help": "delete what output_dir holds and start afresh"})
-    mixed_precision: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU) | no | bf16 | fp16"})
+    mixed_precision: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU) | no | bf16 | fp16", "choices": list(PRECISIONS)})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward"})
 
     def __post_init__(self):

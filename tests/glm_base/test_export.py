@@ -74,14 +74,16 @@ with torch.no_grad():
     assert (torch.load(tmp_path / "out.pt") - expected).abs().max() <= 1e-5
 
 
-def test_glm1_export_is_refused_clearly(tmp_path):
+def test_glm1_export_is_refused_clearly(tmp_path, capsys):
     torch.manual_seed(0)
     GLMForCausalLM(GLMConfig(architecture="glm1", vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1,
                              num_attention_heads=2)).save_pretrained(tmp_path / "glm1")
     with pytest.raises(ExportError, match="glm1"):
         export_to_transformers(tmp_path / "glm1", tmp_path / "out")
-    with pytest.raises(SystemExit, match="GLM-4-variant"):
+    with pytest.raises(SystemExit) as exit_info:
         main(["--checkpoint", str(tmp_path / "glm1"), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: only GLM-4-variant checkpoints export")
     assert not (tmp_path / "out").exists()
 
 

@@ -154,3 +154,49 @@ def test_missing_text_field_names_the_file_and_field(corpus, tmp_path):
     bad.write_text(json.dumps({"body": "no text field here"}) + "\n")
     with pytest.raises(ValueError, match=r"bad\.jsonl.*'text'"):
         run(load_config(PretrainConfig, tiny_args(corpus, tmp_path / "run", f"data.eval_files=[{bad}]")))
+
+
+def test_own_corpus_without_eval_files_holds_out_training_documents(corpus, tmp_path):
+    """The README's way of bringing one's own corpus (train_files only) used to crash with
+    "Unable to concatenate an empty list of datasets"; now a slice of the training chunks is held out."""
+    args = [a for a in tiny_args(corpus, tmp_path / "own", "max_steps=2", "data.eval_holdout=10")
+            if not a.startswith("data.eval_files")]
+    summary = run(load_config(PretrainConfig, args))
+    assert summary["eval_data"] == {"held_out_of_train": 10}
+    full = run(load_config(PretrainConfig, tiny_args(corpus, tmp_path / "full", "max_steps=2")))
+    assert summary["train_data"]["chunks"] == full["train_data"]["chunks"] - 10
+    assert summary["eval/loss"] > 0
+
+
+def test_eval_files_without_train_files_is_an_error_naming_both_fields():
+    from common.errors import UserError
+    from glm_base.pretrain import DataArgs, resolve_files
+
+    with pytest.raises(UserError, match=r"data\.eval_files is set but data\.train_files is empty"):
+        resolve_files(DataArgs(eval_files=["e.jsonl"]))
+
+
+def test_the_world_has_its_own_seed(monkeypatch):
+    """A seed sweep (seed=1, 2, ...) must not change the corpus and the eval set."""
+    import glm_base.pretrain as pretrain
+
+    asked = []
+    monkeypatch.setattr(pretrain, "world_files", lambda kind, size, seed: asked.append((kind, size, seed)) or ("t", "e"))
+    for seed in (0, 1, 2):
+        pretrain.resolve_files(load_config(PretrainConfig, [f"seed={seed}"]).data)
+    pretrain.resolve_files(load_config(PretrainConfig, ["seed=5", "data.world_seed=7"]).data)
+    assert asked == [("corpus", "tiny", 0)] * 3 + [("corpus", "tiny", 7)]
+
+
+def test_a_fresh_run_into_a_used_directory_is_refused_and_resume_checks_the_data_order(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    run(load_config(PretrainConfig, tiny_args(corpus, out, "max_steps=3")))
+    with pytest.raises(SystemExit) as exit_info:
+        main(tiny_args(corpus, out))  # forgot resume=true: the old run's checkpoints would be mixed in
+    assert exit_info.value.code == 2
+    assert "already holds a run" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(tiny_args(corpus, out, "resume=true", "batch_size=2", "data.max_length=48"))
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "batch_size: checkpoint 4, now 2" in last and "max_length: checkpoint 64, now 48" in last
+    assert [p.name for p in list_checkpoints(out)] == ["step-0000003"]

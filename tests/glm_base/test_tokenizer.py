@@ -91,14 +91,15 @@ def test_chinese_is_compressed(tokenizer, sample_texts):
     assert len(tokenizer.encode("灯塔")) == 1
 
 
-def test_bytes_per_token_report(tokenizer, sample_texts, capsys):
-    """Prints bytes/token on the (training) EN and ZH fixture text; the README's figures come from
-    held-out text with the CLI's --eval (see README, Tokenizer)."""
+def test_bytes_per_token_on_the_fixture_text(tokenizer, sample_texts):
+    """Byte-level BPE compresses both languages: a 1,200-token vocabulary measured 3.61 bytes/token
+    on the EN fixture text and 5.12 on the ZH one (a Chinese character is 3 UTF-8 bytes, so ZH
+    tokens hold ~1.7 characters). The README's figures come from held-out text (CLI's --eval)."""
     en = bytes_per_token(tokenizer, sample_texts["en"].splitlines())
     zh = bytes_per_token(tokenizer, sample_texts["zh"].splitlines())
-    with capsys.disabled():
-        print(f"\n[tokenizer fixture, vocab {len(tokenizer)}] bytes/token EN {en:.2f}  ZH {zh:.2f}")
-    assert en > 2.0 and zh > 2.0
+    assert 3.3 < en < 4.0, en
+    assert 4.7 < zh < 5.6, zh
+    assert bytes_per_token(tokenizer, ["灯塔"]) == 6.0  # one token for a frequent two-character word
 
 
 def test_train_errors():
@@ -187,6 +188,158 @@ def test_chat_template_tools(tokenizer):
 def test_chat_template_unknown_role(tokenizer):
     with pytest.raises(Exception, match="unknown chat role"):
         tokenizer.apply_chat_template([{"role": "narrator", "content": "x"}], tokenize=False)
+
+
+# The template as it was before the {% generation %} markers: the markers must not change a character.
+_TEMPLATE_BEFORE_MARKERS = (
+    "[gMASK]<sop>"
+    "{% if tools %}"
+    "<|system|>\n# Available tools"
+    "{% for tool in tools %}"
+    "{% set fn = tool.function if tool.function is defined else tool %}"
+    "{{ '\\n\\n## ' ~ fn.name ~ '\\n' }}{{ fn | tojson }}"
+    "{% endfor %}"
+    "{{ '\\n\\n' }}To call a tool, reply with its name on the first line and its arguments as JSON on the next."
+    "{% endif %}"
+    "{% for message in messages %}"
+    "{% if message.role == 'system' %}"
+    "<|system|>\n{{ message.content }}"
+    "{% elif message.role == 'user' %}"
+    "<|user|>\n{{ message.content }}"
+    "{% elif message.role == 'assistant' %}"
+    "{% if message.content or not message.tool_calls %}"
+    "<|assistant|>\n{{ message.content if message.content else '' }}"
+    "{% endif %}"
+    "{% if message.tool_calls %}"
+    "{% for call in message.tool_calls %}"
+    "{% set fn = call.function if call.function is defined else call %}"
+    "<|assistant|>{{ fn.name }}\n"
+    "{% if fn.arguments is string %}{{ fn.arguments }}{% else %}{{ fn.arguments | tojson }}{% endif %}"
+    "{% endfor %}"
+    "{% endif %}"
+    "{% elif message.role == 'observation' or message.role == 'tool' %}"
+    "<|observation|>\n{{ message.content }}"
+    "{% else %}"
+    "{{ raise_exception('unknown chat role: ' ~ message.role) }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+_CALL = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "北京"}}}
+_CALL2 = {"type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+_TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
+                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+CONVERSATIONS = {
+    "single": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
+    "system multi-turn": [
+        {"role": "system", "content": "Be brief.\n"},
+        {"role": "user", "content": "Hi 你好"},
+        {"role": "assistant", "content": "Hello!\n\n"},
+        {"role": "user", "content": "\nBye"},
+        {"role": "assistant", "content": " Ciao."},
+    ],
+    "ends with user": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                       {"role": "user", "content": "c"}],
+    "tool call only": [{"role": "user", "content": "北京天气？"},
+                       {"role": "assistant", "content": "", "tool_calls": [_CALL]},
+                       {"role": "tool", "content": '{"sky": "晴"}'},
+                       {"role": "assistant", "content": "北京晴。"}],
+    "content and two calls": [{"role": "user", "content": "q"},
+                              {"role": "assistant", "content": "Let me check.", "tool_calls": [_CALL, _CALL2]},
+                              {"role": "observation", "content": "x"},
+                              {"role": "assistant", "content": "Done."}],
+    "two calls, no content": [{"role": "user", "content": "q"},
+                              {"role": "assistant", "tool_calls": [_CALL, _CALL2]}],
+    "system after reply": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                           {"role": "system", "content": "s"}, {"role": "user", "content": "c"}],
+    "empty reply": [{"role": "user", "content": "a"}, {"role": "assistant", "content": ""}],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONVERSATIONS))
+def test_chat_template_markers_change_no_text(tokenizer, name):
+    msgs = CONVERSATIONS[name]
+    for tools in (None, _TOOLS):
+        for gen in (False, True):
+            kwargs = dict(tokenize=False, tools=tools, add_generation_prompt=gen)
+            before = tokenizer.apply_chat_template(msgs, chat_template=_TEMPLATE_BEFORE_MARKERS, **kwargs)
+            assert tokenizer.apply_chat_template(msgs, **kwargs) == before
+
+
+def _masked(tokenizer, msgs, **kwargs) -> list[tuple[str, int]]:
+    out = tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
+                                        **kwargs)
+    assert len(out["assistant_masks"]) == len(out["input_ids"])
+    return out["input_ids"], out["assistant_masks"]
+
+
+def _marked_text(tokenizer, msgs, **kwargs) -> str:
+    """The rendered conversation with the assistant-masked tokens wrapped in « »."""
+    import itertools
+
+    ids, mask = _masked(tokenizer, list(msgs), **kwargs)
+    pieces = []
+    for marked, run in itertools.groupby(zip(ids, mask), key=lambda pair: bool(pair[1])):
+        text = tokenizer.decode([token for token, _ in run])
+        pieces.append(f"«{text}»" if marked else text)
+    return "".join(pieces)
+
+
+def test_chat_template_assistant_mask(tokenizer):
+    """The assistant's part: each reply after its header plus the <|user|>/<|observation|> that ends it."""
+    marked = {name: _marked_text(tokenizer, msgs) for name, msgs in CONVERSATIONS.items()}
+    assert marked["system multi-turn"] == (
+        "[gMASK]<sop><|system|>\nBe brief.\n<|user|>\nHi 你好<|assistant|>\n«Hello!\n\n<|user|>»\n\nBye"
+        "<|assistant|>\n« Ciao.»"
+    )
+    assert marked["ends with user"] == "[gMASK]<sop><|user|>\na<|assistant|>\n«b<|user|>»\nc"
+    assert marked["tool call only"] == (
+        '[gMASK]<sop><|user|>\n北京天气？<|assistant|>«get_weather\n{"city": "北京"}<|observation|>»\n{"sky": "晴"}'
+        "<|assistant|>\n«北京晴。»"
+    )
+    assert marked["content and two calls"] == (
+        '[gMASK]<sop><|user|>\nq<|assistant|>\n«Let me check.<|assistant|>get_weather\n{"city": "北京"}'
+        '<|assistant|>f\n{"a": 1}<|observation|>»\nx<|assistant|>\n«Done.»'
+    )
+    assert marked["two calls, no content"] == (
+        '[gMASK]<sop><|user|>\nq<|assistant|>«get_weather\n{"city": "北京"}<|assistant|>f\n{"a": 1}»'
+    )
+    # a system turn does not end a reply (it is not a stop token): nothing after "b" is marked
+    assert marked["system after reply"] == "[gMASK]<sop><|user|>\na<|assistant|>\n«b»<|system|>\ns<|user|>\nc"
+    assert marked["empty reply"] == "[gMASK]<sop><|user|>\na<|assistant|>\n"
+    # the generation prompt and a tools system turn are never marked
+    ids, mask = _masked(tokenizer, CONVERSATIONS["ends with user"], tools=_TOOLS, add_generation_prompt=True)
+    text = tokenizer.decode(ids)
+    assert text.endswith("<|assistant|>\n") and "# Available tools" in text
+    assert [tokenizer.decode([i]) for i, m in zip(ids, mask) if m] == ["b", "<|user|>"]
+    # every marked special token is a reply-ending token or an inner tool-call header
+    ids, mask = _masked(tokenizer, CONVERSATIONS["content and two calls"])
+    special = special_token_ids(tokenizer)
+    assert {i for i, m in zip(ids, mask) if m and i in special.all} == {special.assistant, special.observation}
+
+
+def test_chat_template_passes_trl_checks(tokenizer):
+    """TRL's SFTTrainer(assistant_only_loss=True) calls these: no patching needed (it refused before),
+    prefix preserving with tools, and the reply's end-of-turn token is in the loss mask."""
+    from trl.chat_template_utils import (
+        get_training_chat_template,
+        has_generation_markers,
+        is_chat_template_prefix_preserving,
+        is_chat_template_stop_token_trained,
+    )
+
+    assert has_generation_markers(tokenizer.chat_template)
+    assert get_training_chat_template(tokenizer) is None
+    assert is_chat_template_prefix_preserving(tokenizer)
+    assert is_chat_template_stop_token_trained(tokenizer)
+    old = tokenizer.chat_template
+    try:
+        tokenizer.chat_template = _TEMPLATE_BEFORE_MARKERS
+        with pytest.raises(ValueError, match="not training-compatible"):
+            get_training_chat_template(tokenizer)
+    finally:
+        tokenizer.chat_template = old
 
 
 # --- save / load / CLI --------------------------------------------------------------------------

@@ -68,3 +68,13 @@ def test_entry_points_share_the_fields_with_their_own_defaults(tmp_path):
     # every field can be set from the command line, for both entry points
     cfg = load_config(ClozeConfig, ["optim.beta2=0.98", "optim.eps=1e-7"])
     assert (cfg.optim.beta2, cfg.optim.eps) == (0.98, 1e-7)
+
+
+def test_no_decay_names_are_a_parameter(model):
+    decay, _ = param_groups(model, 0.1, no_decay_names=("embed", "lm_head", "mlp"))
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert decayed and all("self_attn" in n for n in decayed)
+    optimizer, _ = build_optimizer(model, OptimArgs(no_decay=["embed", "lm_head"]), 10)
+    decayed = {names[id(p)] for p in optimizer.param_groups[0]["params"]}
+    assert not any("lm_head" in n for n in decayed) and any("mlp" in n for n in decayed)
