@@ -38,6 +38,8 @@ class Experience:
     advantages: torch.Tensor
     returns: torch.Tensor | None = None
     old_values: torch.Tensor | None = None
+    position_ids: torch.Tensor | None = None  # the rollout's (None: from the attention mask)
+    part_a_length: torch.Tensor | None = None  # GLM's prefix layout only
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -84,14 +86,15 @@ def make_experience(rollout: Rollout, scores: torch.Tensor, policy, ref_policy, 
         raise ValueError("advantage_estimator='gae' needs a critic; use 'grpo' or 'rloo' without one")
     input_ids, attention_mask, mask = rollout.input_ids, rollout.attention_mask, rollout.response_mask
     length = rollout.response_length
-    old_logprobs = response_logprobs(policy, input_ids, attention_mask, length, temperature, mask)
-    ref_logprobs = response_logprobs(ref_policy, input_ids, attention_mask, length, temperature, mask)
+    layout = {"position_ids": rollout.position_ids, "part_a_length": rollout.part_a_length}
+    old_logprobs = response_logprobs(policy, input_ids, attention_mask, length, temperature, mask, **layout)
+    ref_logprobs = response_logprobs(ref_policy, input_ids, attention_mask, length, temperature, mask, **layout)
     kl = kl_per_token(old_logprobs, ref_logprobs, kl_estimator, mask)
     scores = scores.to(kl.device).float()
     rewards = token_rewards(scores, kl, mask, kl_coef, rollout.truncated, truncation_penalty)
     values = returns = None
     if advantage_estimator == "gae":
-        values = response_values(critic, input_ids, attention_mask, length).float() * mask
+        values = response_values(critic, input_ids, attention_mask, length, **layout).float() * mask
         advantages, returns = gae_advantages(rewards, values, mask, gamma, lam)
     else:
         if group_size is None:
@@ -101,7 +104,7 @@ def make_experience(rollout: Rollout, scores: torch.Tensor, policy, ref_policy, 
         advantages = broadcast_to_tokens(baseline(sequence_returns, group_size), mask)
     if whiten_advantages:
         advantages = masked_whiten(advantages, mask, all_reduce=all_reduce)
-    experience = Experience(input_ids, attention_mask, mask, old_logprobs, advantages, returns, values)
+    experience = Experience(input_ids, attention_mask, mask, old_logprobs, advantages, returns, values, **layout)
     metrics = {
         "score": scores.mean().item(),
         "kl": kl.sum(dim=1).mean().item(),

@@ -51,24 +51,40 @@ def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor, temperature
     return out.view(tokens.shape)
 
 
+def layout_kwargs(attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
+                  part_a_length: torch.Tensor | None = None) -> dict:
+    """The forward's layout arguments: ``position_ids`` (from the mask unless given) and, for GLM's
+    prefix layout, ``part_a_length`` (left out when None, so any causal LM accepts the result)."""
+    kwargs = {"position_ids": positions_from_mask(attention_mask) if position_ids is None else position_ids}
+    if part_a_length is not None:
+        kwargs["part_a_length"] = part_a_length
+    return kwargs
+
+
 def response_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_length: int,
+                    position_ids: torch.Tensor | None = None, part_a_length: torch.Tensor | None = None,
                     **model_kwargs) -> torch.Tensor:
     """Logits ``(B, R, V)`` predicting the last ``response_length`` tokens of ``input_ids`` (prompt
-    left-padded, then response), from one forward with explicit ``position_ids`` from the mask and
-    ``logits_to_keep = R + 1``. Works for any transformers causal LM taking those arguments."""
+    left-padded, then response), from one forward with ``logits_to_keep = R + 1``. Positions are the
+    rollout's (:attr:`align.rl.rollout.Rollout.position_ids`), by default those of the mask; GLM's
+    prefix layout also passes ``part_a_length``. Works for any transformers causal LM taking
+    ``position_ids`` and ``logits_to_keep``."""
     if response_length <= 0 or response_length >= input_ids.shape[1]:
         raise ValueError(f"response_length {response_length} must be in 1..{input_ids.shape[1] - 1} "
                          f"(the rows hold {input_ids.shape[1]} tokens, prompt included)")
-    outputs = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions_from_mask(attention_mask),
+    outputs = model(input_ids=input_ids, attention_mask=attention_mask,
+                    **layout_kwargs(attention_mask, position_ids, part_a_length),
                     logits_to_keep=response_length + 1, use_cache=False, **model_kwargs)
     return outputs.logits[:, :-1]
 
 
 def response_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_length: int,
                       temperature: float = 1.0, response_mask: torch.Tensor | None = None,
-                      chunk_rows: int = 1024) -> torch.Tensor:
+                      chunk_rows: int = 1024, position_ids: torch.Tensor | None = None,
+                      part_a_length: torch.Tensor | None = None) -> torch.Tensor:
     """Log-probs ``(B, R)`` of the response tokens (the last ``response_length`` of each row) under
-    ``model`` at ``temperature``; 0 where ``response_mask`` is 0. Gradients flow when enabled."""
-    logits = response_logits(model, input_ids, attention_mask, response_length)
+    ``model`` at ``temperature``; 0 where ``response_mask`` is 0. Gradients flow when enabled.
+    ``position_ids``/``part_a_length`` as in :func:`response_logits`."""
+    logits = response_logits(model, input_ids, attention_mask, response_length, position_ids, part_a_length)
     tokens = input_ids[:, -response_length:]
     return logprobs_from_logits(logits, tokens, temperature, mask=response_mask, chunk_rows=chunk_rows)

@@ -3,8 +3,18 @@
 Prompts are left-padded (so every row's last prompt token is at the same column and generation
 continues all rows together with the KV cache); responses are right-padded. A response's valid
 tokens are those up to and including its first end token; a response with no end token within
-``max_new_tokens`` is *truncated*. Positions come from the attention mask (see
-:func:`align.rl.logprobs.positions_from_mask`), both here and in the training forward.
+``max_new_tokens`` is *truncated*.
+
+Two layouts, the ones SFT trains (``align.sft_data``):
+
+- ``"causal"`` (GLM-4 variant, any causal LM): positions count the attended tokens
+  (:func:`align.rl.logprobs.positions_from_mask`), so left padding shifts nothing.
+- ``"prefix"`` (GLM-1, GLM's blank-infilling format): the prompt is Part A ending in ``[gMASK]``,
+  then ``<sop>``; Part A is bidirectional (``part_a_length``), and ``<sop>`` and the response form
+  Part B with 2D positions: text position = the ``[gMASK]``'s, span positions ``1, 2, ...``. The
+  reply ends with ``<eop>``.
+
+The same positions (:func:`layout_position_ids`) are used to generate and in every training forward.
 """
 
 from __future__ import annotations
@@ -17,13 +27,42 @@ from transformers import GenerationConfig
 
 from .logprobs import logprobs_from_logits, positions_from_mask
 
+LAYOUTS = ("causal", "prefix")
+
+
+def layout_position_ids(prompt_mask: torch.Tensor, response_mask: torch.Tensor, layout: str = "causal") -> torch.Tensor:
+    """Position ids of ``[prompt | response]`` rows: ``(B, L)`` for ``"causal"``, ``(B, 2, L)`` for
+    ``"prefix"`` (see the module docstring). ``response_mask`` may have 0 columns (the prompt alone,
+    for generation). Raises ``ValueError`` for an unknown layout."""
+    if layout == "causal":
+        return positions_from_mask(torch.cat([prompt_mask, response_mask], dim=1))
+    if layout != "prefix":
+        raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
+    batch, width = prompt_mask.shape
+    part_b = 1 + response_mask.shape[1]  # <sop> and the response
+    text_a = positions_from_mask(prompt_mask[:, :width - 1])
+    gmask = text_a[:, -1:]  # Part B sits at the [gMASK]'s text position
+    text = torch.cat([text_a, gmask.expand(batch, part_b)], dim=1)
+    span = torch.cat([torch.zeros_like(text_a),
+                      torch.arange(1, part_b + 1, device=prompt_mask.device).expand(batch, part_b)], dim=1)
+    return torch.stack([text, span], dim=1)
+
+
+def layout_part_a_length(prompt_mask: torch.Tensor, layout: str = "causal") -> torch.Tensor | None:
+    """``part_a_length`` per row for the prefix layout (every left-padded Part A ends one column
+    before the last prompt column, the ``<sop>``); ``None`` for the causal layout."""
+    if layout != "prefix":
+        return None
+    return torch.full((prompt_mask.shape[0],), prompt_mask.shape[1] - 1, dtype=torch.long, device=prompt_mask.device)
+
 
 @dataclass
 class Rollout:
     """One batch of generated responses (all tensors on the same device).
 
     ``prompt_ids``/``prompt_mask`` ``(B, P)`` left-padded; ``response_ids``/``response_mask``
-    ``(B, R)``, the mask 1 up to and including the first end token; ``truncated`` ``(B,)`` True when
+    ``(B, R)``, the mask 1 up to and including the first end token; ``layout`` ``"causal"`` or
+    ``"prefix"`` (module docstring) fixes the positions; ``truncated`` ``(B,)`` True when
     a response has no end token; ``logprobs`` ``(B, R)`` the generation's own log-probs of its tokens
     (``log_softmax(logits / temperature)``, 0 on padding; NaN where a vLLM engine gave none) when
     requested, else None. They are for monitoring: PPO recomputes old log-probs with its own forward.
@@ -35,6 +74,7 @@ class Rollout:
     response_mask: torch.Tensor
     truncated: torch.Tensor
     logprobs: torch.Tensor | None = None
+    layout: str = "causal"
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -48,7 +88,12 @@ class Rollout:
 
     @property
     def position_ids(self) -> torch.Tensor:
-        return positions_from_mask(self.attention_mask)
+        """``(B, P + R)`` (causal) or ``(B, 2, P + R)`` (prefix), as generation used them."""
+        return layout_position_ids(self.prompt_mask, self.response_mask, self.layout)
+
+    @property
+    def part_a_length(self) -> torch.Tensor | None:
+        return layout_part_a_length(self.prompt_mask, self.layout)
 
     @property
     def response_length(self) -> int:
@@ -56,21 +101,24 @@ class Rollout:
 
     def to(self, device) -> "Rollout":
         return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)
-                                if getattr(self, f.name) is not None})
+                                if isinstance(getattr(self, f.name), torch.Tensor)})
 
     def responses(self) -> list[list[int]]:
         """Each response's valid token ids (end token included when there is one)."""
         return [row[mask.bool()].tolist() for row, mask in zip(self.response_ids, self.response_mask)]
 
 
-def left_pad(prompts: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(prompts: Sequence[Sequence[int]], pad_token_id: int, min_length: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """``(ids, mask)`` of shape ``(B, longest)`` with each prompt right-aligned. Raises
-    ``ValueError`` naming an empty prompt."""
+    ``ValueError`` naming a prompt shorter than ``min_length`` (the prefix layout needs Part A and
+    ``<sop>``: 2)."""
     if not prompts:
         raise ValueError("no prompts to pad")
     for i, prompt in enumerate(prompts):
-        if len(prompt) == 0:
-            raise ValueError(f"prompt {i} is empty; a response needs at least one prompt token to follow")
+        if len(prompt) < max(min_length, 1):
+            what = "empty" if len(prompt) == 0 else f"{len(prompt)} token(s) long"
+            raise ValueError(f"prompt {i} is {what}; it needs at least {max(min_length, 1)} "
+                             f"({'Part A then <sop>' if min_length > 1 else 'a token for the response to follow'})")
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -95,12 +143,16 @@ class HFRollout:
 
     ``temperature`` > 0 samples (with ``top_p``/``top_k``, 0 = off); ``temperature=0`` decodes
     greedily (no log-probs then). Generation stops at any of ``eos_token_ids`` or after
-    ``max_new_tokens``. The model is put in eval mode while generating and its mode restored. With a
-    wrapped (DDP/FSDP) model, pass ``accelerator.unwrap_model(model)``.
+    ``max_new_tokens``. ``layout`` is ``"causal"`` or ``"prefix"`` (GLM-1's format: each prompt is
+    Part A ending in ``[gMASK]``, then ``<sop>``). The model is put in eval mode while generating and
+    its mode restored. With a wrapped (DDP/FSDP) model, pass ``accelerator.unwrap_model(model)``.
     """
 
     def __init__(self, model, eos_token_ids: Sequence[int], pad_token_id: int, max_new_tokens: int,
-                 temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, return_logprobs: bool = True):
+                 temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, return_logprobs: bool = True,
+                 layout: str = "causal"):
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
         if max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
         if temperature < 0 or not (0 < top_p <= 1):
@@ -115,16 +167,23 @@ class HFRollout:
         self.top_p = top_p
         self.top_k = top_k
         self.return_logprobs = return_logprobs and temperature > 0
+        self.layout = layout
 
     @classmethod
     def for_chat(cls, model, tokenizer, max_new_tokens: int, **kwargs) -> "HFRollout":
-        """An ``HFRollout`` that ends replies as GLM-4 chat does (``<|endoftext|>``, ``<|user|>``,
-        ``<|observation|>``: :attr:`glm_base.tokenizer.SpecialTokenIds.chat_stop`), padding with
-        ``<|pad|>``."""
+        """An ``HFRollout`` for replies as SFT trained them, padding with ``<|pad|>``: for a GLM-4
+        variant the causal layout ending at ``<|endoftext|>``, ``<|user|>`` or ``<|observation|>``
+        (:attr:`glm_base.tokenizer.SpecialTokenIds.chat_stop`); for GLM-1 the prefix layout ending at
+        ``<eop>`` (or ``<|endoftext|>``)."""
         from glm_base.tokenizer import special_token_ids
 
         ids = special_token_ids(tokenizer)
-        return cls(model, eos_token_ids=ids.chat_stop, pad_token_id=ids.pad, max_new_tokens=max_new_tokens, **kwargs)
+        if getattr(getattr(model, "config", None), "architecture", None) == "glm1":
+            kwargs.setdefault("layout", "prefix")
+            stop = (ids.eop, ids.eos)
+        else:
+            stop = ids.chat_stop
+        return cls(model, eos_token_ids=stop, pad_token_id=ids.pad, max_new_tokens=max_new_tokens, **kwargs)
 
     def generation_config(self) -> GenerationConfig:
         sampling = dict(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k) \
@@ -138,14 +197,17 @@ class HFRollout:
         """Sample one response per prompt (repeat a prompt for several); returns a :class:`Rollout`
         on the model's device."""
         device = next(self.model.parameters()).device
-        prompt_ids, prompt_mask = left_pad(prompts, self.pad_token_id)
+        prompt_ids, prompt_mask = left_pad(prompts, self.pad_token_id, 2 if self.layout == "prefix" else 1)
         prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+        no_response = prompt_mask[:, :0]
+        layout = {"position_ids": layout_position_ids(prompt_mask, no_response, self.layout)}
+        if self.layout == "prefix":
+            layout["part_a_length"] = layout_part_a_length(prompt_mask, self.layout)
         was_training = self.model.training
         self.model.eval()
         try:
             out = self.model.generate(input_ids=prompt_ids, attention_mask=prompt_mask,
-                                      position_ids=positions_from_mask(prompt_mask),
-                                      generation_config=self.generation_config())
+                                      generation_config=self.generation_config(), **layout)
         finally:
             self.model.train(was_training)
         response_ids = out.sequences[:, prompt_ids.shape[1]:]
@@ -155,4 +217,4 @@ class HFRollout:
         if self.return_logprobs:
             logits = torch.stack(out.logits, dim=1)  # (B, R, V), the generation's raw logits
             logprobs = logprobs_from_logits(logits, response_ids, self.temperature, mask=response_mask)
-        return Rollout(prompt_ids, prompt_mask, response_ids, response_mask, truncated, logprobs)
+        return Rollout(prompt_ids, prompt_mask, response_ids, response_mask, truncated, logprobs, self.layout)

@@ -60,7 +60,8 @@ def policy_step_loss(model, batch: dict, num_items: torch.Tensor, *, args: PPOUp
     The entropy bonus needs the full softmax of every response position in fp32 (``B x R x V``):
     with a large vocabulary keep micro-batches small when ``entropy_coef > 0``."""
     exp: Experience = batch["experience"]
-    logits = response_logits(model, exp.input_ids, exp.attention_mask, exp.response_length)
+    logits = response_logits(model, exp.input_ids, exp.attention_mask, exp.response_length, exp.position_ids,
+                             exp.part_a_length)
     logprobs = logprobs_from_logits(logits, exp.response_ids, args.temperature, mask=exp.response_mask)
     loss, metrics = policy_loss(logprobs, exp.old_logprobs, exp.advantages, exp.response_mask, args.clip_eps,
                                 args.clip_eps_high, args.loss_reduction, num_items)
@@ -79,7 +80,8 @@ def policy_step_loss(model, batch: dict, num_items: torch.Tensor, *, args: PPOUp
 def value_step_loss(critic, batch: dict, num_items: torch.Tensor, *, args: PPOUpdateArgs):
     """trainkit loss function for the critic: clipped value loss against the GAE returns."""
     exp: Experience = batch["experience"]
-    values = response_values(critic, exp.input_ids, exp.attention_mask, exp.response_length)
+    values = response_values(critic, exp.input_ids, exp.attention_mask, exp.response_length, exp.position_ids,
+                             exp.part_a_length)
     return value_loss(values, exp.old_values, exp.returns, exp.response_mask, args.value_clip_eps,
                       args.loss_reduction, num_items)
 

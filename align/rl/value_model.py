@@ -13,7 +13,7 @@ import copy
 import torch
 from torch import nn
 
-from .logprobs import positions_from_mask
+from .logprobs import layout_kwargs
 
 
 class ValueModel(nn.Module):
@@ -37,19 +37,18 @@ class ValueModel(nn.Module):
     def config(self):
         return self.backbone.config
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Values ``(B, L)`` in fp32 for every position; positions default to the mask's."""
-        if position_ids is None:
-            position_ids = positions_from_mask(attention_mask)
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                               use_cache=False).last_hidden_state
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
+                part_a_length: torch.Tensor | None = None) -> torch.Tensor:
+        """Values ``(B, L)`` in fp32 for every position; positions default to the mask's
+        (``part_a_length`` for GLM's prefix layout, see :mod:`align.rl.rollout`)."""
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                               **layout_kwargs(attention_mask, position_ids, part_a_length)).last_hidden_state
         return self.value_head(hidden).squeeze(-1).float()
 
 
-def response_values(critic: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    response_length: int) -> torch.Tensor:
+def response_values(critic: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_length: int,
+                    position_ids: torch.Tensor | None = None, part_a_length: torch.Tensor | None = None) -> torch.Tensor:
     """``(B, R)`` values of the states before each of the last ``response_length`` tokens."""
     if response_length <= 0 or response_length >= input_ids.shape[1]:
         raise ValueError(f"response_length {response_length} must be in 1..{input_ids.shape[1] - 1}")
-    return critic(input_ids, attention_mask)[:, -response_length - 1:-1]
+    return critic(input_ids, attention_mask, position_ids, part_a_length)[:, -response_length - 1:-1]

@@ -152,17 +152,25 @@ def test_one_process_equals_two(tmp_path):
             torch.testing.assert_close(two[part][name], tensor, rtol=1e-4, atol=1e-6)
 
 
-def test_before_any_update_the_ratio_is_exactly_one(architecture):
-    """The update's forward sees what experience making saw (positions, masks, temperature): on a
-    left-padded batch, before any step, new log-probs equal old ones and nothing is clipped."""
-    from align.rl.update import policy_step_loss
+@pytest.mark.parametrize("layout", ["causal", "prefix"])
+def test_before_any_update_the_ratio_is_exactly_one(architecture, layout):
+    """The update's forward sees what experience making saw (positions, masks, temperature, layout):
+    on a left-padded batch, before any step, new log-probs equal old ones and nothing is clipped."""
+    from align.rl.update import policy_step_loss, value_step_loss
 
     policy = tiny_model(architecture, seed=6).train()
+    critic = ValueModel.from_causal_lm(policy)
     torch.manual_seed(0)
-    rollout = HFRollout(policy, EOS, PAD, max_new_tokens=6, temperature=0.8).generate(PROMPTS)
-    exp, _ = make_experience(rollout, torch.ones(4), policy, policy, kl_coef=0.0, advantage_estimator="rloo",
-                             group_size=2, temperature=0.8)
+    prompts = [p + [4, 5] for p in PROMPTS] if layout == "prefix" else PROMPTS  # Part A, [gMASK], <sop>
+    rollout = HFRollout(policy, EOS, PAD, max_new_tokens=6, temperature=0.8, layout=layout).generate(prompts)
+    exp, _ = make_experience(rollout, torch.ones(4), policy, policy, critic, kl_coef=0.0, temperature=0.8)
+    assert (exp.part_a_length is not None) == (layout == "prefix")
     loss, metrics = policy_step_loss(policy, {"experience": exp}, exp.response_mask.sum(),
                                      args=PPOUpdateArgs(temperature=0.8))
     assert metrics["approx_kl"].item() < 1e-10 and metrics["clip_fraction"].item() == 0.0
     assert metrics["ratio_mean"].item() == pytest.approx(1.0, abs=1e-6)
+    with torch.no_grad():
+        critic.value_head.bias.fill_(0.3)  # values away from the old ones (0) by more than the clip
+    _, value_metrics = value_step_loss(critic, {"experience": exp}, exp.response_mask.sum(),
+                                       args=PPOUpdateArgs(value_clip_eps=0.2))
+    assert value_metrics["value_mean"].item() == pytest.approx(0.3, abs=1e-6)  # the critic read the same rows

@@ -70,3 +70,68 @@ def test_for_chat_uses_the_tokenizer_specials():
                                            tokenize=True, return_dict=False)
     out = rollout.generate([prompt])
     assert out.prompt_ids[0].tolist() == list(prompt) and out.response_ids.shape[0] == 1
+
+
+def test_prefix_layout_positions_by_hand():
+    from align.rl.rollout import layout_part_a_length, layout_position_ids
+
+    prompt_mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])  # Part A of 2 and 3 tokens, then <sop>
+    response_mask = torch.tensor([[1, 1], [1, 0]])
+    positions = layout_position_ids(prompt_mask, response_mask, "prefix")
+    # text: Part A counts its real tokens; <sop> and the response sit at the [gMASK]'s position
+    assert positions[:, 0].tolist() == [[0, 0, 1, 1, 1, 1], [0, 1, 2, 2, 2, 2]]
+    # span: 0 in Part A, 1 at <sop>, then 2, 3, ...
+    assert positions[:, 1].tolist() == [[0, 0, 0, 1, 2, 3], [0, 0, 0, 1, 2, 3]]
+    assert layout_part_a_length(prompt_mask, "prefix").tolist() == [3, 3]
+    assert layout_part_a_length(prompt_mask, "causal") is None
+    assert layout_position_ids(prompt_mask, response_mask).tolist() == [[0, 0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 4]]
+    with pytest.raises(ValueError, match="Part A then <sop>"):
+        left_pad([[5, 6], [7]], 0, min_length=2)
+
+
+GMASK, SOP = 4, 5  # stand-ins for the tokenizer's [gMASK] and <sop>
+PREFIX_PROMPTS = [[10, 11, 12, GMASK, SOP], [20, GMASK, SOP], [30, 31, 32, 33, 34, GMASK, SOP], [GMASK, SOP]]
+
+
+def test_prefix_rollout_recomputed_logprobs_match_generation(architecture):
+    model = tiny_model(architecture, seed=1)
+    sampler = HFRollout(model, EOS, PAD, max_new_tokens=8, temperature=0.9, layout="prefix")
+    torch.manual_seed(0)
+    rollout = sampler.generate(PREFIX_PROMPTS)
+    assert rollout.layout == "prefix" and rollout.position_ids.shape == (4, 2, rollout.input_ids.shape[1])
+    recomputed = response_logprobs(model, rollout.input_ids, rollout.attention_mask, rollout.response_length, 0.9,
+                                   rollout.response_mask, position_ids=rollout.position_ids,
+                                   part_a_length=rollout.part_a_length)
+    valid = rollout.response_mask.bool()
+    assert (recomputed[valid] - rollout.logprobs[valid]).abs().max().item() <= 1e-4
+    causal = response_logprobs(model, rollout.input_ids, rollout.attention_mask, rollout.response_length, 0.9,
+                               rollout.response_mask)
+    assert (causal[valid] - rollout.logprobs[valid]).abs().max().item() > 1e-2  # the layout matters
+
+
+def test_prefix_batch_generates_what_each_prompt_alone_does(architecture):
+    model = tiny_model(architecture, seed=2)
+    greedy = HFRollout(model, EOS, PAD, max_new_tokens=6, temperature=0.0, layout="prefix")
+    batch = greedy.generate(PREFIX_PROMPTS).responses()
+    assert batch == [greedy.generate([p]).responses()[0] for p in PREFIX_PROMPTS]
+    # one prompt by hand, laid out as glm_base.infill lays out a [gMASK] span: Part A bidirectional,
+    # Part B at the [gMASK]'s text position with span positions 1, 2, ...
+    prompt = PREFIX_PROMPTS[0]
+    ids = list(prompt)
+    for step in range(6):
+        n_b = len(ids) - 4
+        positions = torch.tensor([[list(range(4)) + [3] * n_b, [0] * 4 + list(range(1, n_b + 1))]])
+        logits = model(input_ids=torch.tensor([ids]), position_ids=positions, part_a_length=torch.tensor([4])).logits
+        ids.append(int(logits[0, -1].argmax()))
+        if ids[-1] in EOS:
+            break
+    assert batch[0] == ids[len(prompt):]
+
+
+def test_for_chat_picks_the_prefix_layout_for_glm1():
+    from glm_base.tokenizer import special_token_ids, train_tokenizer
+
+    tokenizer = train_tokenizer(["the keeper lights the lamp every night\n"] * 20, vocab_size=300)
+    ids = special_token_ids(tokenizer)
+    sampler = HFRollout.for_chat(tiny_model("glm1", vocab_size=len(tokenizer)), tokenizer, max_new_tokens=4)
+    assert sampler.layout == "prefix" and sampler.eos_token_ids == [ids.eop, ids.eos]
