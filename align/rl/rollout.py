@@ -108,6 +108,27 @@ class Rollout:
         return [row[mask.bool()].tolist() for row, mask in zip(self.response_ids, self.response_mask)]
 
 
+def chat_prompt_ids(tokenizer, messages: Sequence[dict], architecture: str = "glm4") -> list[int]:
+    """Token ids of a chat prompt, laid out as SFT trained the policy (``align.sft_data``): for the
+    GLM-4 variant the chat template with the generation prompt (``[gMASK]<sop>...<|assistant|>\\n``);
+    for GLM-1 the same text without the ``[gMASK]<sop>`` prefix as Part A, then ``[gMASK]`` and
+    ``<sop>`` (the prefix layout). Raises ``ValueError`` for an unknown architecture or a template
+    that does not start with ``[gMASK]<sop>``."""
+    if architecture == "glm4":
+        return list(tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True,
+                                                  return_dict=False))
+    if architecture != "glm1":
+        raise ValueError(f"unknown architecture {architecture!r}; expected glm1 or glm4")
+    from glm_base.tokenizer import GMASK_TOKEN, SOP_TOKEN, special_token_ids
+
+    text = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+    prefix = GMASK_TOKEN + SOP_TOKEN
+    if not text.startswith(prefix):
+        raise ValueError(f"the chat template does not start with {prefix}; use glm_base.tokenizer's template")
+    ids = special_token_ids(tokenizer)
+    return tokenizer(text[len(prefix):], add_special_tokens=False)["input_ids"] + [ids.gmask, ids.sop]
+
+
 def left_pad(prompts: Sequence[Sequence[int]], pad_token_id: int, min_length: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """``(ids, mask)`` of shape ``(B, longest)`` with each prompt right-aligned. Raises
     ``ValueError`` naming a prompt shorter than ``min_length`` (the prefix layout needs Part A and

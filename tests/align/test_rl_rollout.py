@@ -135,3 +135,33 @@ def test_for_chat_picks_the_prefix_layout_for_glm1():
     ids = special_token_ids(tokenizer)
     sampler = HFRollout.for_chat(tiny_model("glm1", vocab_size=len(tokenizer)), tokenizer, max_new_tokens=4)
     assert sampler.layout == "prefix" and sampler.eos_token_ids == [ids.eop, ids.eos]
+
+
+@pytest.mark.parametrize("arch", ["glm1", "glm4"])
+def test_chat_prompts_are_sfts_examples_up_to_the_reply(arch):
+    """A PPO prompt is exactly what SFT fed the model before the reply's first token."""
+    from align.rl.rollout import chat_prompt_ids
+    from align.sft_data import render_messages
+    from glm_base.tokenizer import special_token_ids, train_tokenizer
+
+    tokenizer = train_tokenizer(["the keeper lights the lamp every night\n", "where is the lamp?\n"] * 20,
+                                vocab_size=300)
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "where is the lamp?"},
+                {"role": "assistant", "content": "on the cliff"}, {"role": "user", "content": "who lights it?"}]
+    prompt = chat_prompt_ids(tokenizer, messages, arch)
+    example = render_messages(messages + [{"role": "assistant", "content": "the keeper"}], tokenizer, arch)
+    assert example.input_ids[:len(prompt)] == prompt
+    reply = tokenizer("the keeper", add_special_tokens=False)["input_ids"]
+    assert example.input_ids[len(prompt):len(prompt) + len(reply)] == reply
+    if arch == "glm1":
+        ids = special_token_ids(tokenizer)
+        assert prompt[-2:] == [ids.gmask, ids.sop] and example.part_a_length == len(prompt) - 1
+    # the positions a rollout of this prompt and reply is scored with are SFT's
+    from align.rl.rollout import layout_position_ids
+
+    layout = "prefix" if arch == "glm1" else "causal"
+    positions = layout_position_ids(torch.ones(1, len(prompt), dtype=torch.long),
+                                    torch.ones(1, len(reply), dtype=torch.long), layout)[0]
+    n = len(prompt) + len(reply)
+    expected = [row[:n] for row in example.position_ids] if arch == "glm1" else example.position_ids[:n]
+    assert positions.tolist() == expected
