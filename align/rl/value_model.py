@@ -37,6 +37,35 @@ class ValueModel(nn.Module):
     def config(self):
         return self.backbone.config
 
+    def save_pretrained(self, out_dir, state_dict: dict | None = None, **_) -> None:
+        """``config.json`` (the backbone's) and ``model.safetensors`` (backbone and head) in
+        ``out_dir``; ``state_dict`` is the gathered one under sharding (what trainkit passes)."""
+        from pathlib import Path
+
+        from safetensors.torch import save_file
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.config.save_pretrained(out_dir)
+        state = self.state_dict() if state_dict is None else state_dict
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(out_dir / "model.safetensors"))
+
+    @classmethod
+    def from_pretrained(cls, directory) -> "ValueModel":
+        """Load what :meth:`save_pretrained` wrote (the backbone class comes from the config through
+        ``AutoModelForCausalLM``; import ``glm_base`` first for GLM checkpoints). Raises on missing
+        or unexpected weights."""
+        from pathlib import Path
+
+        from safetensors.torch import load_file
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        directory = Path(directory)
+        lm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(directory))
+        critic = cls(lm.base_model, lm.config.hidden_size)
+        critic.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
+        return critic
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
                 part_a_length: torch.Tensor | None = None) -> torch.Tensor:
         """Values ``(B, L)`` in fp32 for every position; positions default to the mask's

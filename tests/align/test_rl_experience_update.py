@@ -174,3 +174,17 @@ def test_before_any_update_the_ratio_is_exactly_one(architecture, layout):
     _, value_metrics = value_step_loss(critic, {"experience": exp}, exp.response_mask.sum(),
                                        args=PPOUpdateArgs(value_clip_eps=0.2))
     assert value_metrics["value_mean"].item() == pytest.approx(0.3, abs=1e-6)  # the critic read the same rows
+
+
+def test_value_model_saves_and_loads_through_trainkit(tmp_path):
+    from glm_base.trainkit.checkpoint import save_models
+
+    policy = tiny_model("glm1")
+    critic = ValueModel.from_causal_lm(policy)
+    with torch.no_grad():
+        critic.value_head.weight.normal_()
+    accelerator = Accelerator(cpu=True)
+    save_models(accelerator, policy, None, tmp_path / "ckpt", extra_models={"value": critic})
+    loaded = ValueModel.from_pretrained(tmp_path / "ckpt" / "value")
+    ids, mask = torch.tensor([[0, 5, 6, 7]]), torch.tensor([[0, 1, 1, 1]])
+    assert torch.equal(loaded(ids, mask), critic(ids, mask))
