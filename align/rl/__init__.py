@@ -7,8 +7,14 @@
   running reward normaliser.
 - :mod:`.losses`: clipped policy and value losses, entropy, explained variance.
 - :mod:`.logprobs`: log-probs of response tokens under a causal LM, as sampling saw them.
-- :mod:`.rollout`: ``HFRollout`` (``model.generate``) and the ``Rollout`` batch it returns.
+- :mod:`.rollout`: ``HFRollout`` (``model.generate``), the ``Rollout`` batch it returns, the causal
+  and prefix (GLM-1) layouts, ``chat_prompt_ids``.
 - :mod:`.vllm_engine`: ``VLLMRollout``, the vLLM path (vLLM imported lazily).
+- :mod:`.value_model`: the critic (a backbone with a scalar head).
+- :mod:`.experience`: rollout + scores -> ``Experience`` (old/ref log-probs, KL, rewards, advantages).
+- :mod:`.update`: ``ppo_update``, PPO epochs on ``glm_base.trainkit``'s step (+ entropy, + PPO-ptx).
+
+docs/ppo.md describes them together.
 
 Shapes: every per-token tensor is ``(B, T)`` over the *response* tokens (the tokens after the prompt),
 with ``mask`` (``response_mask``) 1 on the valid tokens: those up to and including the first end
