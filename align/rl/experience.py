@@ -11,8 +11,9 @@ veRL), or old and new log-probs differ by noise before any update.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, fields, replace
-from typing import Callable
+from typing import Callable, ContextManager
 
 import torch
 
@@ -67,7 +68,8 @@ def make_experience(rollout: Rollout, scores: torch.Tensor, policy, ref_policy, 
                     kl_estimator: str = "k1", temperature: float = 1.0, gamma: float = 1.0, lam: float = 0.95,
                     advantage_estimator: str = "gae", group_size: int | None = None,
                     whiten_advantages: bool = True, truncation_penalty: float = 0.0,
-                    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[Experience, dict]:
+                    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                    autocast: Callable[[], ContextManager] | None = None) -> tuple[Experience, dict]:
     """Turn a rollout and its sequence ``scores`` ``(B,)`` into an :class:`Experience` and metrics.
 
     ``advantage_estimator``: ``"gae"`` (needs ``critic``; GAE over token rewards, returns for the
@@ -75,6 +77,10 @@ def make_experience(rollout: Rollout, scores: torch.Tensor, policy, ref_policy, 
     sequence return is the sum of its token rewards, i.e. score minus the KL penalty, and the group
     baseline gives one advantage per response, copied onto its tokens). ``whiten_advantages``
     whitens over all valid tokens (of all processes with ``all_reduce``).
+
+    ``autocast``: pass ``accelerator.autocast`` so the forwards run in the precision the update's
+    forward will (``train_step`` runs it under autocast); otherwise bf16 training starts from a ratio
+    that is not 1.
 
     Metrics (floats): ``score``, ``kl`` (per-sequence sum of the per-token KL, mean over sequences:
     what :class:`~align.rl.kl.AdaptiveKLController` tracks), ``reward`` (per-sequence sum of token
@@ -87,14 +93,17 @@ def make_experience(rollout: Rollout, scores: torch.Tensor, policy, ref_policy, 
     input_ids, attention_mask, mask = rollout.input_ids, rollout.attention_mask, rollout.response_mask
     length = rollout.response_length
     layout = {"position_ids": rollout.position_ids, "part_a_length": rollout.part_a_length}
-    old_logprobs = response_logprobs(policy, input_ids, attention_mask, length, temperature, mask, **layout)
-    ref_logprobs = response_logprobs(ref_policy, input_ids, attention_mask, length, temperature, mask, **layout)
+    with (autocast or contextlib.nullcontext)():
+        old_logprobs = response_logprobs(policy, input_ids, attention_mask, length, temperature, mask, **layout)
+        ref_logprobs = response_logprobs(ref_policy, input_ids, attention_mask, length, temperature, mask, **layout)
+        values = None
+        if advantage_estimator == "gae":
+            values = response_values(critic, input_ids, attention_mask, length, **layout).float() * mask
     kl = kl_per_token(old_logprobs, ref_logprobs, kl_estimator, mask)
     scores = scores.to(kl.device).float()
     rewards = token_rewards(scores, kl, mask, kl_coef, rollout.truncated, truncation_penalty)
-    values = returns = None
+    returns = None
     if advantage_estimator == "gae":
-        values = response_values(critic, input_ids, attention_mask, length, **layout).float() * mask
         advantages, returns = gae_advantages(rewards, values, mask, gamma, lam)
     else:
         if group_size is None:

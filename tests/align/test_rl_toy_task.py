@@ -53,7 +53,7 @@ def test_ppo_raises_the_rewarded_first_token_above_0_9(architecture, lr):
         rollout = sampler.generate(PROMPTS)
         scores = (rollout.response_ids[:, 0] == TARGET).float()
         experience, metrics = make_experience(rollout, scores, policy, reference, critic, kl_coef=kl_ctl.value,
-                                              gamma=1.0, lam=0.95)
+                                              gamma=1.0, lam=0.95, autocast=accelerator.autocast)
         kl_ctl.update(metrics["kl"], len(PROMPTS))
         update = ppo_update(accelerator, policy, policy_opt, experience, args, critic=critic,
                             critic_optimizer=critic_opt, generator=generator)
