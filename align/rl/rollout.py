@@ -206,12 +206,18 @@ class HFRollout:
             stop = ids.chat_stop
         return cls(model, eos_token_ids=stop, pad_token_id=ids.pad, max_new_tokens=max_new_tokens, **kwargs)
 
+    # Logit processors pinned off: ``generate`` fills every setting left unset from the checkpoint's
+    # generation_config.json, and any of these would change what is sampled without changing the
+    # log-probs PPO computes (log_softmax(logits / temperature)).
+    NEUTRAL = dict(repetition_penalty=1.0, no_repeat_ngram_size=0, min_length=0, min_new_tokens=0, min_p=0.0,
+                   typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0, num_beams=1, guidance_scale=1.0)
+
     def generation_config(self) -> GenerationConfig:
         sampling = dict(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k) \
             if self.temperature > 0 else dict(do_sample=False)
         return GenerationConfig(max_new_tokens=self.max_new_tokens, eos_token_id=self.eos_token_ids,
                                 pad_token_id=self.pad_token_id, return_dict_in_generate=True,
-                                output_logits=self.return_logprobs, **sampling)
+                                output_logits=self.return_logprobs, **self.NEUTRAL, **sampling)
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[Sequence[int]]) -> Rollout:

@@ -165,3 +165,18 @@ def test_chat_prompts_are_sfts_examples_up_to_the_reply(arch):
     n = len(prompt) + len(reply)
     expected = [row[:n] for row in example.position_ids] if arch == "glm1" else example.position_ids[:n]
     assert positions.tolist() == expected
+
+
+def test_a_checkpoints_generation_config_cannot_change_sampling():
+    model = tiny_model("glm4", seed=2)
+    clean = HFRollout(model, EOS, PAD, max_new_tokens=6, temperature=0.0).generate(PROMPTS).responses()
+    model.generation_config.repetition_penalty = 50.0  # as if read from a generation_config.json
+    model.generation_config.no_repeat_ngram_size = 1
+    model.generation_config.min_new_tokens = 6
+    assert HFRollout(model, EOS, PAD, max_new_tokens=6, temperature=0.0).generate(PROMPTS).responses() == clean
+    torch.manual_seed(0)
+    rollout = HFRollout(model, EOS, PAD, max_new_tokens=6, temperature=0.8).generate(PROMPTS)
+    recomputed = response_logprobs(model, rollout.input_ids, rollout.attention_mask, rollout.response_length, 0.8,
+                                   rollout.response_mask)
+    valid = rollout.response_mask.bool()
+    assert (recomputed[valid] - rollout.logprobs[valid]).abs().max().item() <= 1e-4
