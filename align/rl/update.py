@@ -98,7 +98,8 @@ def ppo_update(accelerator, policy, policy_optimizer, experience: Experience, ar
                critic=None, critic_optimizer=None, ptx_batches: Iterator[dict] | None = None,
                generator: torch.Generator | None = None, policy_scheduler=None, critic_scheduler=None) -> dict:
     """Run ``args.ppo_epochs`` epochs over ``experience`` (this process's share; every process must
-    hold as many rows). Returns the mean over optimizer steps of each metric, named ``policy/...``,
+    hold as many rows). Each epoch reshuffles with ``generator`` and cuts whole minibatches; rows
+    beyond the last whole minibatch sit that epoch out (others next epoch). Returns the mean over optimizer steps of each metric, named ``policy/...``,
     ``value/...`` (losses, clip fractions, KL to the old policy, gradient norms), and ``steps``.
 
     Raises ``ValueError`` when ``minibatch_size`` does not divide into the accumulation steps, when
