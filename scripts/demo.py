@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     pretrain_dir = out / "pretrain"
     summary["stages"]["pretrain"] = stage(
         "2. tokenizer + GLM blank-infilling pretraining",
-        [PY, "-m", "glm_base.pretrain", "--config", args.pretrain_config, f"output_dir={pretrain_dir}",
+        [PY, "-m", "glm_base.pretrain", "--config", args.pretrain_config, f"output_dir={pretrain_dir}", "overwrite=true",
          f"data.train_files=[{world / 'corpus' / 'train.jsonl'}]",
          f"data.eval_files=[{world / 'corpus' / 'eval.jsonl'}]", *quick],
         logs / "pretrain.log")
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
 
     summary["stages"]["infill"] = stage(
         "3. infill with the pretrained model",
-        [PY, "-m", "glm_base.infill", "--checkpoint", str(model), "--spans",
+        [PY, "-m", "glm_base.infill", "--model", str(model), "--spans",
          "Jorbel Venbri is a painter by [MASK]. Jorbel Venbri lives in [MASK].",
          "维达是洛林的首都。维达位于[MASK]河畔。", "The Nisbel kettle is made by[gMASK]"],
         logs / "infill.log")
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     probe_json = out / "fact_probe.json"
     summary["stages"]["fact_probe"] = stage(
         "4. held-out fact probe",
-        [PY, "-m", "glm_base.fact_probe", "--checkpoint", str(model), "--world", str(world),
+        [PY, "-m", "glm_base.fact_probe", "--model", str(model), "--world", str(world),
          "--limit", "60" if args.quick else "300", "--out", str(probe_json), "--plot", str(out / "fact_probe.png")],
         logs / "fact_probe.log")
     probe = json.loads(probe_json.read_text(encoding="utf-8"))
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
 
     exported = out / "export-hf"
     summary["stages"]["export"] = stage("5. export to transformers GlmForCausalLM",
-                                        [PY, "-m", "glm_base.export", "--checkpoint", str(model), "--out", str(exported)],
+                                        [PY, "-m", "glm_base.export", "--model", str(model), "--out", str(exported)],
                                         logs / "export.log")
     summary["export_max_abs_logit_diff"] = export_parity(model, exported)
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         cloze_dir = out / "cloze"
         summary["stages"]["cloze"] = stage(
             "6. PET cloze fine-tuning (32 examples) vs linear probe",
-            [PY, "-m", "glm_base.cloze", "--config", str(cloze_config), f"output_dir={cloze_dir}",
+            [PY, "-m", "glm_base.cloze", "--config", str(cloze_config), f"output_dir={cloze_dir}", "overwrite=true",
              f"init_from={model}", *(["max_steps=10"] if args.quick else [])],
             logs / "cloze.log")
         cloze_summary = cloze_dir / "summary.json"
