@@ -64,40 +64,31 @@ def check_forward_kwargs(where: str, kwargs: dict) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def part_a_visible(part_a_length: torch.Tensor):
-    """Mask function: key ``kv`` lies in Part A of row ``b`` (visible to every query of the row)."""
-
-    def visible(batch_idx, head_idx, q_idx, kv_idx):
-        return kv_idx < part_a_length[batch_idx]
-
-    return visible
-
-
-def same_sequence(sequence_ids: torch.Tensor):
-    """Mask function: query and key belong to the same packed sequence. Keys beyond
-    ``sequence_ids`` (the empty tail of a static cache) belong to none."""
-    length = sequence_ids.shape[-1]
-
-    def same(batch_idx, head_idx, q_idx, kv_idx):
-        inside = kv_idx < length
-        q_seq = sequence_ids[batch_idx, q_idx.clamp(max=length - 1)]
-        kv_seq = sequence_ids[batch_idx, kv_idx.clamp(max=length - 1)]
-        return inside & (q_seq == kv_seq)
-
-    return same
-
-
-def glm_mask_functions(batch: int, device, part_a_length=None, sequence_ids=None):
+def glm_mask_functions(batch: int, kv_length: int, device, part_a_length=None, sequence_ids=None):
     """(or_mask_function, and_mask_function) for transformers' ``create_causal_mask``: Part A is
-    added to the causal pattern, packed sequences cut it. ``None`` where the input is absent."""
+    added to the causal pattern (``kv < part_a_length[b]``), packed sequences cut it (query and key
+    carry the same ``sequence_ids``). ``None`` where the input is absent.
+
+    Both look up boolean/integer tables of ``kv_length`` keys (the cache's full size, so the empty
+    tail of a static cache is neither Part A nor any sequence) instead of comparing indices with
+    looked-up values: the form flex attention's CPU compiler accepts, as for transformers' padding
+    mask."""
     or_function = and_function = None
     if part_a_length is not None:
         part_a = torch.as_tensor(part_a_length, device=device).reshape(-1)
         if part_a.numel() == 1 and batch > 1:
             part_a = part_a.expand(batch)
-        or_function = part_a_visible(part_a)
+        in_part_a = torch.arange(kv_length, device=device)[None, :] < part_a[:, None]  # (B, Lk)
+
+        def or_function(batch_idx, head_idx, q_idx, kv_idx):
+            return in_part_a[batch_idx, kv_idx]
+
     if sequence_ids is not None:
-        and_function = same_sequence(sequence_ids.to(device))
+        padded_ids = F.pad(sequence_ids.to(device), (0, kv_length - sequence_ids.shape[-1]), value=-1)
+
+        def and_function(batch_idx, head_idx, q_idx, kv_idx):
+            return padded_ids[batch_idx, q_idx] == padded_ids[batch_idx, kv_idx]
+
     return or_function, and_function
 
 
@@ -118,7 +109,8 @@ def build_attention_mask(
     the key is not padding, and both belong to the same packed sequence. Query indices count from
     ``past_length`` (the KV cache).
     """
-    or_function, and_function = glm_mask_functions(batch_size, device, part_a_length, sequence_ids)
+    or_function, and_function = glm_mask_functions(batch_size, past_length + query_length, device,
+                                                    part_a_length, sequence_ids)
     mask_function = causal_mask_function
     if or_function is not None:
         mask_function = or_masks(mask_function, or_function)
@@ -131,7 +123,8 @@ def build_attention_mask(
     )
 
 
-def glm_attention_mask(config, inputs_embeds, attention_mask, cache, position_ids, part_a_length, sequence_ids):
+def glm_attention_mask(config, inputs_embeds, attention_mask, cache, position_ids, part_a_length, sequence_ids,
+                       kv_length: int):
     """The mask for ``config``'s attention backend (boolean for sdpa, additive for eager, a
     ``BlockMask`` for flex, the 2D padding mask or None for flash), through transformers'
     ``create_causal_mask`` so static caches, padding and padding-free rows (``position_ids``
@@ -153,7 +146,7 @@ def glm_attention_mask(config, inputs_embeds, attention_mask, cache, position_id
             f"(Part A bidirectional, packed sequence_ids); use 'sdpa', 'eager' or 'flex_attention' for "
             f"inputs with part_a_length or sequence_ids"
         )
-    or_function, and_function = glm_mask_functions(inputs_embeds.shape[0], inputs_embeds.device,
+    or_function, and_function = glm_mask_functions(inputs_embeds.shape[0], kv_length, inputs_embeds.device,
                                                     part_a_length, sequence_ids)
     return create_causal_mask(
         config=config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache,
@@ -463,8 +456,10 @@ class GLMModel(GLMPreTrainedModel):
 
         # Caller-given (B, L) positions may mark padding-free packed rows (positions restarting).
         packed_positions = position_ids if position_ids is not None and position_ids.dim() == 2 else None
-        mask = glm_attention_mask(self.config, inputs_embeds, attention_mask, None if fresh_cache else cache,
-                                  packed_positions, part_a_length, sequence_ids)
+        mask_cache = None if fresh_cache else cache
+        kv_length = past + length if mask_cache is None else max(past + length, cache.get_mask_sizes(length, 0)[0])
+        mask = glm_attention_mask(self.config, inputs_embeds, attention_mask, mask_cache, packed_positions,
+                                  part_a_length, sequence_ids, kv_length)
         for layer in self.layers:
             hidden = layer(hidden, rotary=rotary, attention_mask=mask, cache=cache if use_cache else None,
                            position_ids=text, **kwargs)
