@@ -33,13 +33,14 @@ from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.integrations.sdpa_attention import repeat_kv
 from transformers.masking_utils import and_masks, causal_mask_function, create_causal_mask, or_masks, sdpa_mask
-from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.loss.loss_utils import ForSequenceClassificationLoss
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
     SequenceClassifierOutputWithPast,
 )
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.generic import TransformersKwargs, is_flash_attention_requested
 from transformers.utils.output_capturing import capture_outputs
@@ -163,29 +164,54 @@ def glm_attention_mask(config, inputs_embeds, attention_mask, cache, position_id
 class GLMRotaryEmbedding(nn.Module):
     """cos/sin for the 2D RoPE: ``rotary_dim`` channels by text position, as many by span position.
 
-    Frequencies follow transformers' ``GlmRotaryEmbedding``: ``theta^(-2i/rotary_dim)``, one per
-    interleaved pair of channels. They are computed on the fly (a few values) so there is no buffer to
-    save, load or re-initialise.
+    Text frequencies are transformers' for ``config.rope_parameters`` (``default``:
+    ``theta^(-2i/rotary_dim)``, one per interleaved pair of channels, as ``GlmRotaryEmbedding``; or a
+    scaled type from ``ROPE_INIT_FUNCTIONS`` with its attention scaling, and ``dynamic``/``longrope``
+    updates), so a GLM-4-variant model with scaled RoPE exports to ``GlmForCausalLM`` unchanged. Span
+    positions count inside one span (short), so the span half always uses the default frequencies
+    and no scaling: span position 0 is the identity, and plain causal input equals
+    ``GlmForCausalLM``'s whatever the scaling.
     """
 
     def __init__(self, config: GLMConfig):
         super().__init__()
+        self.config = config
         self.rotary_dim = config.rotary_dim
-        self.base = config.rope_theta
+        self.rope_type = config.rope_parameters.get("rope_type", "default")
+        self.max_seq_len_cached = self.original_max_seq_len = config.max_position_embeddings
+        if self.rope_type == "default":
+            inv_freq, self.attention_scaling = self.compute_default_rope_parameters(config)
+        else:
+            inv_freq, self.attention_scaling = ROPE_INIT_FUNCTIONS[self.rope_type](config)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("original_inv_freq", inv_freq.clone(), persistent=False)
 
-    def forward(self, text_positions: torch.Tensor, span_positions: torch.Tensor | None,
-                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positions (B, L) -> cos, sin of shape (B, 1, L, 2 * rotary_dim), or (B, 1, L, rotary_dim)
-        without span positions: the span half would rotate by 0, so it is left out and passes
-        unchanged (the plain causal case costs what GlmForCausalLM's RoPE costs). The choice depends
-        on whether span positions were given, never on their values, so it compiles to one graph."""
-        exponent = torch.arange(0, self.rotary_dim, 2, device=text_positions.device, dtype=torch.float32)
-        inv_freq = 1.0 / (self.base ** (exponent / self.rotary_dim))
-        halves = [text_positions] if span_positions is None else [text_positions, span_positions]
-        freqs = [p.float()[..., None] * inv_freq for p in halves]  # (B, L, rotary_dim/2) each
+    @staticmethod
+    def compute_default_rope_parameters(config: GLMConfig, device=None, **kwargs) -> tuple[torch.Tensor, float]:
+        """Unscaled frequencies ``theta^(-2i/rotary_dim)`` and attention scaling 1."""
+        exponent = torch.arange(0, config.rotary_dim, 2, dtype=torch.float32, device=device)
+        return 1.0 / (config.rope_theta ** (exponent / config.rotary_dim)), 1.0
+
+    def forward(self, x: torch.Tensor, text_positions: torch.Tensor,
+                span_positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions (B, L) -> cos, sin of shape (B, 1, L, 2 * rotary_dim) in ``x``'s dtype, or (B, 1, L,
+        rotary_dim) without span positions: the span half would rotate by 0, so it is left out and
+        passes unchanged (the plain causal case costs what GlmForCausalLM's RoPE costs). The choice
+        depends on whether span positions were given, never on their values (one compiled graph)."""
+        cos, sin = self.text_rotation(x, text_positions)
+        if span_positions is not None:
+            span_freq, _ = self.compute_default_rope_parameters(self.config, device=x.device)
+            angles = (span_positions.float()[..., None] * span_freq).repeat_interleave(2, dim=-1)
+            cos = torch.cat([cos, angles.cos().to(x.dtype)], dim=-1)
+            sin = torch.cat([sin, angles.sin().to(x.dtype)], dim=-1)
+        return cos[:, None], sin[:, None]
+
+    @dynamic_rope_update
+    def text_rotation(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # pair (2i, 2i+1) shares frequency i
-        freqs = torch.cat([f.repeat_interleave(2, dim=-1) for f in freqs], dim=-1)
-        return freqs.cos().to(dtype)[:, None], freqs.sin().to(dtype)[:, None]
+        angles = (position_ids.float()[..., None] * self.inv_freq.to(x.device)).repeat_interleave(2, dim=-1)
+        cos, sin = angles.cos() * self.attention_scaling, angles.sin() * self.attention_scaling
+        return cos.to(x.dtype), sin.to(x.dtype)
 
 
 def rotate_interleaved(x: torch.Tensor) -> torch.Tensor:
@@ -451,7 +477,7 @@ class GLMModel(GLMPreTrainedModel):
             span = torch.zeros_like(text) if span is None else span
             hidden = hidden + self.embed_positions(text) + self.embed_block_positions(span)
         else:
-            rotary = self.rotary(text, span, hidden.dtype)
+            rotary = self.rotary(hidden, text, span)
         hidden = self.embed_dropout(hidden)
 
         # Caller-given (B, L) positions may mark padding-free packed rows (positions restarting).
