@@ -368,6 +368,7 @@ class GLMPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_record_outputs = {"hidden_states": GLMDecoderLayer, "attentions": GLMAttention}
+    _can_compile_fullgraph = True  # static-cache decoding compiles to one graph (generate's auto-compile)
 
     def _init_weights(self, module):
         """Normal(0, initializer_range); residual output projections (``o_proj``, ``down_proj``) with
@@ -462,7 +463,7 @@ class GLMModel(GLMPreTrainedModel):
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         past = cache.get_seq_length() if cache is not None else 0
-        if sequence_ids is not None and sequence_ids.shape[-1] != past + length:
+        if sequence_ids is not None and not torch.compiler.is_compiling() and sequence_ids.shape[-1] != past + length:
             raise ValueError(f"sequence_ids covers {sequence_ids.shape[-1]} positions, expected {past + length}")
         text, span = split_positions(position_ids, batch, length, past, inputs_embeds.device, attention_mask)
 
@@ -483,7 +484,7 @@ class GLMModel(GLMPreTrainedModel):
         # Caller-given (B, L) positions may mark padding-free packed rows (positions restarting).
         packed_positions = position_ids if position_ids is not None and position_ids.dim() == 2 else None
         mask_cache = None if fresh_cache else cache
-        kv_length = past + length if mask_cache is None else max(past + length, cache.get_mask_sizes(length, 0)[0])
+        kv_length = past + length if mask_cache is None else cache.get_mask_sizes(length, 0)[0]  # static: its size
         mask = glm_attention_mask(self.config, inputs_embeds, attention_mask, mask_cache, packed_positions,
                                   part_a_length, sequence_ids, kv_length)
         for layer in self.layers:
@@ -566,10 +567,15 @@ class GLMForCausalLM(GLMPreTrainedModel, GenerationMixin):
         return_dict = self.config.return_dict if return_dict is None else return_dict
         return result if return_dict else result.to_tuple()
 
-    def create_masks_for_generate(self, attention_mask=None, **kwargs):
-        """``generate`` with a static cache asks for the 4D mask ahead of the forward; ours is built
-        in the forward (it needs ``part_a_length``/``sequence_ids``, which this hook never sees), so
-        the 2D mask passes through."""
+    def create_masks_for_generate(self, config=None, inputs_embeds=None, attention_mask=None, cache=None, **kwargs):
+        """``generate`` asks for the mask ahead of the forward when the cache is static (compiled
+        decoding). Ours is built in the forward, which alone sees ``part_a_length``/``sequence_ids``;
+        here the 2D mask is only right-padded with zeros to the static cache's size, so every
+        decoding step has the same shapes (one compiled graph); the padding marks the cache's empty
+        slots, which are masked anyway."""
+        if attention_mask is not None and attention_mask.dim() == 2 and cache is not None:
+            kv_length = cache.get_mask_sizes(inputs_embeds.shape[1], 0)[0]
+            attention_mask = F.pad(attention_mask, (0, kv_length - attention_mask.shape[-1]))
         return attention_mask
 
     # --- generation hooks: 2D positions continue a span inside Part B ------------------------
