@@ -121,6 +121,24 @@ class GLMConfig(PretrainedConfig):
                 )
 
     @property
+    def base_model_tp_plan(self) -> dict[str, str]:
+        """Tensor-parallel plan of the base model, as transformers' ``GlmConfig`` has it: attention
+        heads split column-wise (q/k/v) and joined row-wise (o); GLM-4's fused ``gate_up_proj`` is
+        gathered before its ``chunk`` and ``down_proj`` takes the replicated input; GLM-1's plain MLP
+        splits column-then-row. transformers adds ``embed_tokens`` (vocabulary rows) and the heads'
+        plans (``lm_head``)."""
+        attention = {
+            "layers.*.self_attn.q_proj": "colwise",
+            "layers.*.self_attn.k_proj": "colwise",
+            "layers.*.self_attn.v_proj": "colwise",
+            "layers.*.self_attn.o_proj": "rowwise",
+        }
+        if self.architecture == "glm1":
+            return {**attention, "layers.*.mlp.up_proj": "colwise", "layers.*.mlp.down_proj": "rowwise"}
+        return {**attention, "layers.*.mlp.gate_up_proj": "colwise_gather_output",
+                "layers.*.mlp.down_proj": "rowwise_split_input"}
+
+    @property
     def rotary_dim(self) -> int:
         """Channels of each head rotated by text position (the same number again by span position)."""
         return int(self.head_dim * self.partial_rotary_factor)
