@@ -140,3 +140,19 @@ def test_flex_attention_equals_sdpa(case):
         model.set_attn_implementation("flex_attention")
         flex = model(**inputs).logits
     torch.testing.assert_close(flex[real], sdpa[real], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", VARIANTS)
+def test_trl_padding_free_collator_batch_gives_the_padded_loss(arch):
+    """The batch TRL's SFT collator builds with padding_free=True (what SFTTrainer feeds the model)."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    model = tiny_model(arch)
+    examples = [{"input_ids": row.tolist()} for row in sample_rows()]
+    free = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)(examples)
+    padded = DataCollatorForLanguageModeling(pad_token_id=0)(examples)
+    assert "attention_mask" not in free and free["input_ids"].shape == (1, 19)
+    with torch.no_grad():
+        free_loss = model(**free).loss
+        padded_loss = model(**padded).loss
+    torch.testing.assert_close(free_loss, padded_loss, rtol=0, atol=1e-6)
