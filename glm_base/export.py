@@ -13,6 +13,8 @@ exported config as ``reward_offset`` (scores there are ours + offset) and a warn
 whose span-position half of the rotary channels starts at rotation 0, so users can align real GLM-4
 weights with blank infilling.
 
+RoPE scaling (``rope_parameters``: linear, dynamic, yarn, llama3, ...) carries over both ways.
+
 GLM-1 checkpoints have learned 2D position tables that ``GlmForCausalLM`` has no place for; they are
 refused with a clear error.
 """
@@ -62,11 +64,7 @@ def to_transformers_config(config: GLMConfig) -> GlmConfig:
             f"counterpart there). Serve it with glm_base, or pretrain a glm4 variant."
         )
     values = {name: getattr(config, name) for name in _SHARED_FIELDS}
-    values["rope_parameters"] = {
-        "rope_type": "default",
-        "rope_theta": config.rope_theta,
-        "partial_rotary_factor": config.partial_rotary_factor,
-    }
+    values["rope_parameters"] = dict(config.rope_parameters)  # type, theta, partial factor, any scaling
     hf_config = GlmConfig(**values)
     # GlmConfig fills missing special ids with GLM-4-9B's; keep ours (None stays None).
     hf_config.eos_token_id, hf_config.pad_token_id = config.eos_token_id, config.pad_token_id
@@ -79,9 +77,7 @@ def to_transformers_config(config: GLMConfig) -> GlmConfig:
 
 def from_transformers_config(config: GlmConfig) -> GLMConfig:
     rope = dict(config.rope_parameters or {})
-    if rope.get("rope_type", "default") != "default":
-        raise ExportError(f"rope_type {rope.get('rope_type')!r} is not supported; glm_base uses default RoPE")
-    factor = rope.get("partial_rotary_factor", 0.5)
+    factor = rope.setdefault("partial_rotary_factor", 0.5)
     if factor > 0.5:
         raise ExportError(
             f"partial_rotary_factor={factor}: the 2D RoPE needs the unrotated half of each head for "
@@ -89,7 +85,8 @@ def from_transformers_config(config: GlmConfig) -> GLMConfig:
         )
     values = {name: getattr(config, name) for name in _SHARED_FIELDS}
     return GLMConfig(
-        architecture="glm4", rope_theta=rope.get("rope_theta", 10000.0), partial_rotary_factor=factor,
+        architecture="glm4", rope_parameters=rope, rope_theta=rope.get("rope_theta", 10000.0),
+        partial_rotary_factor=factor,
         scaled_residual_init=False, reward_offset=getattr(config, "reward_offset", 0.0), **values,
     )
 
