@@ -171,7 +171,7 @@ def evaluate(model, accelerator, eval_docs, tokenizer, cfg: PretrainConfig, base
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             targets = batch.pop("shift_labels")
             with accelerator.autocast():
-                logits = model(**batch).logits.float()
+                logits = model(**batch, use_cache=False).logits.float()
             valid = targets != -100
             loss = torch.nn.functional.cross_entropy(logits[valid], targets[valid], reduction="sum")
             span_tokens = valid & (targets != eop)
