@@ -24,7 +24,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 demo: install
-	$(PY) -m scripts.demo --out $(DEMO_DIR)
+	$(PY) -m align.pipeline --config configs/pipeline/demo.yaml output_dir=$(DEMO_DIR)
 
 bench: install
 	$(PY) bench/model_step.py
