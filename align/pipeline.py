@@ -50,9 +50,11 @@ class PipelineConfig:
 
 
 DEFAULT_CONFIGS = {"pretrain": "configs/pretrain/tiny.yaml", "cloze": "configs/cloze/tiny.yaml",
-                   "sft": "configs/sft/tiny.yaml", "rm": "configs/rm/tiny.yaml", "ppo": "configs/ppo/tiny.yaml"}
+                   "sft": "configs/sft/tiny.yaml", "rm": "configs/rm/tiny.yaml", "dpo": "configs/dpo/tiny.yaml",
+                   "ppo": "configs/ppo/tiny.yaml"}
 QUICK = {"pretrain": ["max_steps=20", "eval_every=10", "save_every=10", "eval_batches=1"],
-         "cloze": ["max_steps=10"], "sft": ["max_steps=10"], "rm": ["max_steps=10"], "ppo": ["max_steps=2"]}
+         "cloze": ["max_steps=10"], "sft": ["max_steps=10"], "rm": ["max_steps=10"], "dpo": ["max_steps=5"],
+         "ppo": ["max_steps=2"]}
 
 
 @dataclass
@@ -142,6 +144,10 @@ STAGES: list[Stage] = [
     Stage("rm", "reward model from rankings (world + annotation export)", ("sft", "annotation"),
           lambda c: c.trainer("rm", "rewards.train", f"model.init_from={c.dir('sft') / 'model'}"),
           lambda c: _json(c.dir("rm") / "summary.json"), needs_config=True),
+    Stage("dpo", "DPO baseline from the SFT model (TRL's DPOTrainer)", ("sft",),
+          lambda c: c.trainer("dpo", "align.dpo", f"init_from={c.dir('sft') / 'model'}",
+                              f"data.world_scale={c.cfg.world_scale}", f"data.world_seed={c.cfg.world_seed}"),
+          lambda c: _json(c.dir("dpo") / "summary.json"), needs_config=True),
     Stage("ppo", "PPO against the reward model and the rule rewards", ("sft", "rm"),
           lambda c: c.trainer("ppo", "align.ppo", f"model.init_from={c.dir('sft') / 'model'}",
                               f"reward.model={c.dir('rm') / 'model'}"),
@@ -157,8 +163,12 @@ def selected_stages(ctx: Context) -> list[Stage]:
         if unknown:
             raise UserError(f"stages: unknown {unknown}; known: {list(BY_NAME)}")
         chosen = [BY_NAME[s] for s in BY_NAME if s in ctx.cfg.stages]
-    else:
-        chosen = [s for s in STAGES if not s.needs_config or Path(ctx.config(s.name)).is_file()]
+    else:  # every stage whose config exists and whose dependencies run too
+        chosen = []
+        for stage in STAGES:
+            ready = all(d in {c.name for c in chosen} for d in stage.after)
+            if ready and (not stage.needs_config or Path(ctx.config(stage.name)).is_file()):
+                chosen.append(stage)
     names = {s.name for s in chosen}
     for stage in chosen:
         missing = [d for d in stage.after if d not in names and not (ctx.dir(d) / ".done").is_file()]

@@ -54,7 +54,7 @@ def test_micro_pipeline_runs_skips_and_forces(tmp_path, monkeypatch):
 
 
 def test_force_takes_every_dependent_stage():
-    assert downstream(["pretrain"]) >= {"pretrain", "infill", "fact_probe", "export", "cloze", "sft", "rm", "ppo"}
+    assert downstream(["pretrain"]) >= {"pretrain", "infill", "fact_probe", "export", "cloze", "sft", "rm", "dpo", "ppo"}
     assert "world" not in downstream(["pretrain"])
     assert downstream(["annotation"]) == {"annotation", "rm", "ppo"}
 

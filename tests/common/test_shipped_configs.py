@@ -19,6 +19,7 @@ ENTRY_POINTS = {
     "cloze": ("glm_base.cloze", "ClozeConfig"),
     "annotation": ("annotation_ui", "annotation_ui.app:ServeConfig"),
     "pipeline": ("align.pipeline", "PipelineConfig"),
+    "dpo": ("align.dpo", "DPOConfig"),
 }
 
 
