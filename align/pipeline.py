@@ -9,7 +9,8 @@ and, where their configs exist, SFT, the reward model and PPO. A stage that fini
 
 The terminal shows the stage list (done / running / left) and the running stage's own progress line
 (its tqdm bar and latest figures); full logs go to ``<output_dir>/logs/<stage>.log``. The run ends
-with ``summary.json`` (every stage's figures and time) and ``SUMMARY.md``.
+with ``summary.json`` (every stage's figures and time), ``SUMMARY.md`` and the report
+(``report.md`` and a self-contained ``report.html``, :mod:`align.report`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any, Callable
 from common.cli import fail, run_main
 from common.config import load_config
 from common.errors import UserError
+
+from .report import build_report
 
 PY = sys.executable
 
@@ -320,6 +323,8 @@ def run(cfg: PipelineConfig) -> dict:
         display.set(stage.name, "done")
         print(f"  {stage.name}: done in {seconds:.0f} s", flush=True)
     summary = write_summary(ctx, stages)
+    md, page = build_report(ctx.out)
+    print(f"report: {md} and {page}")
     print(f"pipeline finished in {time.perf_counter() - total:.0f} s: {ctx.out / 'SUMMARY.md'}")
     return summary
 
