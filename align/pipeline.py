@@ -3,7 +3,8 @@
 Each stage runs its real entry point (the command a user would type) as a subprocess writing into
 one run directory (``output_dir``, ``runs/demo`` for ``make demo``): the synthetic world, blank
 infilling pretraining, infill, the fact probe, export to transformers, cloze, the annotation store,
-and, where their configs exist, SFT, the reward model and PPO. A stage that finished writes
+and, where their configs exist, SFT, the annotation loop closed on the SFT model's own answers
+(:mod:`align.feedback`), the reward model on that export and the world's preferences, DPO and PPO. A stage that finished writes
 ``<stage>/.done``; a rerun skips it, so an interrupted pipeline resumes where it stopped.
 ``--force STAGE`` (repeatable) reruns that stage and every stage after it that depends on it.
 
@@ -50,6 +51,7 @@ class PipelineConfig:
         "help": "stage -> extra key=value overrides for its entry point"})
     quick: bool = field(default=False, metadata={"help": "a few steps per stage (a smoke test of the wiring)"})
     fact_probe_limit: int = field(default=300, metadata={"help": "held-out facts probed"})
+    feedback_prompts: int = field(default=60, metadata={"help": "prompts the SFT model answers for the annotation loop"})
 
 
 DEFAULT_CONFIGS = {"pretrain": "configs/pretrain/tiny.yaml", "cloze": "configs/cloze/tiny.yaml",
@@ -144,8 +146,16 @@ STAGES: list[Stage] = [
     Stage("sft", "supervised fine-tuning on human prompts", ("pretrain",),
           lambda c: c.trainer("sft", "align.sft", f"model.init_from={c.base_model}"),
           lambda c: _json(c.dir("sft") / "summary.json"), needs_config=True),
-    Stage("rm", "reward model from rankings (world + annotation export)", ("sft", "annotation"),
-          lambda c: c.trainer("rm", "rewards.train", f"model.init_from={c.dir('sft') / 'model'}"),
+    Stage("feedback", "the SFT model's candidates ranked in the annotation store, exported as rankings", ("sft",),
+          lambda c: [PY, "-m", "align.feedback", "--policy", str(c.dir("sft") / "model"), "--world", str(c.world),
+                     "--out", str(c.dir("feedback")), "--prompts", "6" if c.cfg.quick else str(c.cfg.feedback_prompts),
+                     "--seed", str(c.cfg.world_seed)],
+          lambda c: _json(c.dir("feedback") / "summary.json")),
+    Stage("rm", "reward model on the world's preferences + the feedback rankings", ("sft", "feedback"),
+          lambda c: c.trainer("rm", "rewards.train", f"model.init_from={c.dir('sft') / 'model'}",
+                              f"data.train_files=[{c.world / 'preferences' / 'train.jsonl'}, "
+                              f"{c.dir('feedback') / 'rankings.jsonl'}]",
+                              f"data.eval_files=[{c.world / 'preferences' / 'eval.jsonl'}]"),
           lambda c: _json(c.dir("rm") / "summary.json"), needs_config=True),
     Stage("dpo", "DPO baseline from the SFT model (TRL's DPOTrainer)", ("sft",),
           lambda c: c.trainer("dpo", "align.dpo", f"init_from={c.dir('sft') / 'model'}",
