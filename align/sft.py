@@ -177,8 +177,8 @@ def load_data(cfg: SFTConfig, run: Run, tokenizer, architecture: str):
     pack_to = cfg.data.max_length if cfg.data.packing else None
     rows = make_rows(train, pack_to, cfg.data.packing_strategy)
     eval_rows = make_rows(held_out[:cfg.eval.max_rows or None], pack_to, cfg.data.packing_strategy)
-    counts = {"train_data": {**train_report, "rows_after_packing": len(rows)},
-              "eval_data": {**eval_report, "rows_after_packing": len(eval_rows)}}
+    counts = {"train_data": {**train_report, "rows_used": len(rows)},
+              "eval_data": {**eval_report, "rows_used": len(eval_rows)}}
     if len(rows) < cfg.batch_size * cfg.grad_accum:
         raise UserError(f"{len(rows)} training rows (after packing) are fewer than one step's batch_size x "
                         f"grad_accum = {cfg.batch_size * cfg.grad_accum}")
