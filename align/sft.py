@@ -258,12 +258,14 @@ def asked_language(row: dict) -> str:
 
 
 @torch.no_grad()
-def generate_reply(model, tokenizer, messages: list[dict], architecture: str, max_new_tokens: int = 48) -> str:
+def generate_reply(model, tokenizer, messages: list[dict], architecture: str, max_new_tokens: int = 48,
+                   synced_gpus: bool = False) -> str:
     """The model's greedy reply to ``messages`` (a conversation ending with the turn to answer, or
     with the reference reply, which is left out). GLM-4: the chat template's generation prompt,
     stopping at ``<|user|>``/``<|observation|>``. GLM-1: the conversation as Part A ending in
     ``[gMASK]``, the reply generated in Part B after ``<sop>`` until ``<eop>``, as trained. A prompt
-    beyond the model's positions is the model's error (GLM-1's position tables are fixed)."""
+    beyond the model's positions is the model's error (GLM-1's position tables are fixed).
+    ``synced_gpus`` keeps ZeRO-3 processes stepping together (each forward gathers the weights)."""
     renderer = ChatRenderer(tokenizer, architecture)
     ids = renderer.ids
     prompt = list(messages[:-1]) if messages[-1]["role"] == "assistant" else list(messages)
@@ -281,7 +283,8 @@ def generate_reply(model, tokenizer, messages: list[dict], architecture: str, ma
                   "part_a_length": torch.tensor([n], device=device)}
         stop = [ids.eop, ids.eos]
     output = model.generate(input_ids=torch.tensor([input_ids], device=device), max_new_tokens=max_new_tokens,
-                            do_sample=False, eos_token_id=stop, pad_token_id=ids.pad, **kwargs)[0, len(input_ids):]
+                            do_sample=False, eos_token_id=stop, pad_token_id=ids.pad, synced_gpus=synced_gpus,
+                            **kwargs)[0, len(input_ids):]
     reply = []
     for token in output.tolist():
         if token in stop:
@@ -299,10 +302,18 @@ def language_share(model, tokenizer, rows: list[dict], run: Run, architecture: s
         return {}
     unwrapped = run.accelerator.unwrap_model(model)
     unwrapped.eval()
+    plugin = getattr(run.accelerator.state, "deepspeed_plugin", None)
+    zero3 = plugin is not None and plugin.zero_stage == 3
     hits, shown = torch.zeros(2, dtype=torch.float64), []
-    mine = rows[run.rank::run.world]
+    # every process answers as many questions (ZeRO-3 gathers weights collectively in each forward);
+    # a process with fewer rows repeats row 0 and does not count it
+    per_process = -(-len(rows) // run.world)
+    mine = [rows[i] if i < len(rows) else None for i in range(run.rank, per_process * run.world, run.world)]
     for row in tqdm(mine, desc="language eval", disable=not run.is_main, leave=False):
-        reply = generate_reply(unwrapped, tokenizer, row["messages"], architecture, max_new_tokens)
+        reply = generate_reply(unwrapped, tokenizer, (row or rows[0])["messages"], architecture, max_new_tokens,
+                               synced_gpus=zero3)
+        if row is None:
+            continue
         hits += torch.tensor([float(language_of(reply) == asked_language(row)), 1.0], dtype=torch.float64)
         if len(shown) < 3:
             shown.append({"asked": asked_language(row), "reply": reply})

@@ -103,14 +103,18 @@ def test_resume_after_step_3_equals_an_uninterrupted_run(data, tmp_path):
 @pytest.mark.slow
 def test_two_processes_equal_one(data, tmp_path):
     """Two data-parallel processes (torchrun, gloo) train exactly as one: same step losses (LongAlign
-    weighting over the whole global batch), eval loss and weights."""
-    extra = ["data.packing=true", "max_steps=4", "eval_every=0", "save_every=0", "eval.language_questions=0"]
+    weighting over the whole global batch), eval loss, language shares and weights."""
+    extra = ["data.packing=true", "max_steps=4", "eval_every=0", "save_every=0", "eval.language_questions=3"]
     one = run(load_config(SFTConfig, sft_args(data, tmp_path / "one", *extra)))
     launch_two_processes("align.sft", sft_args(data, tmp_path / "two", *extra), REPO)
     two = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert (one["processes"], two["processes"]) == (1, 2)
     assert train_losses(tmp_path / "two") == pytest.approx(train_losses(tmp_path / "one"), rel=1e-4)
     assert two["eval/loss"] == pytest.approx(one["eval/loss"], rel=1e-4)
+    # 3 questions over 2 processes: one answers a padding question that is not counted
+    assert two["language_share"]["questions"] == one["language_share"]["questions"] == 3
+    assert two["language_share"]["base"] == one["language_share"]["base"]
+    assert two["language_share"]["sft"] == one["language_share"]["sft"]
     a, b = weights(tmp_path / "one" / "model"), weights(tmp_path / "two" / "model")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
