@@ -31,7 +31,7 @@ example ``i``). ``"token"``: weight 1 and the loss is the mean over the global b
 (what a per-pack token mean approximates, biased towards long examples). Either way a micro-batch's
 loss is ``sum_t w_t * CE_t / num_items`` (:func:`sft_loss`, the kit's loss-function signature), where
 the trainer's step normaliser is the ``num_loss_items`` of the step's *global* batch (examples, or
-target tokens; :func:`count_loss_items` for lists of rows) and ``train_step`` hands each micro-batch
+target tokens: the sum of the collated ``num_loss_items``) and ``train_step`` hands each micro-batch
 its share, so the update is exact under gradient accumulation and several processes.
 """
 
@@ -107,15 +107,6 @@ def token_weights(example: SFTExample, loss_weighting: str = "example") -> np.nd
         raise ValueError(f"example from {example.source or '?'} has no target token")
     value = 1.0 / n if loss_weighting == "example" else 1.0
     return has_target.astype(np.float64) * value
-
-
-def count_loss_items(rows: Sequence[Sequence[SFTExample]], loss_weighting: str = "example") -> int:
-    """The normaliser of a (global) batch of rows: its examples (``"example"``) or target tokens."""
-    if loss_weighting == "example":
-        return sum(len(row) for row in rows)
-    if loss_weighting == "token":
-        return sum(ex.num_targets for row in rows for ex in row)
-    raise ValueError(f"unknown loss_weighting {loss_weighting!r}; expected one of {list(LOSS_WEIGHTINGS)}")
 
 
 def _row_order(row: Sequence[SFTExample]) -> list[tuple[int, slice]]:

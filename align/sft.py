@@ -55,7 +55,7 @@ from glm_base.trainkit.steps import NonFiniteLoss, train_step
 
 from .batching import SortedBatchSampler
 from .packing import collate, make_rows, sft_loss
-from .sft_data import ChatRenderer, SFTDataArgs, check_messages, default_files, load_from_args, BadRow
+from .sft_data import BadRow, ChatRenderer, SFTDataArgs, check_messages, default_files, load_from_args
 
 logger = logging.getLogger("align.sft")
 
@@ -272,7 +272,8 @@ def generate_reply(model, tokenizer, messages: list[dict], architecture: str, ma
     device = next(model.parameters()).device
     stop = [tokenizer.convert_tokens_to_ids(t) for t in ("<|user|>", "<|observation|>")] + [ids.eos]
     if architecture == "glm4":
-        input_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        input_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
+                                                  return_dict=True)["input_ids"]
         kwargs = {}
     else:
         text, _ = renderer.prompt_and_reply(prompt + [{"role": "assistant", "content": "x"}])
@@ -293,7 +294,8 @@ def generate_reply(model, tokenizer, messages: list[dict], architecture: str, ma
     return tokenizer.decode(reply, skip_special_tokens=True)
 
 
-def language_share(model, tokenizer, rows: list[dict], run: Run, architecture: str, max_new_tokens: int) -> dict[str, Any]:
+def language_share(model, tokenizer, rows: list[dict], run: Run, architecture: str,
+                   max_new_tokens: int) -> dict[str, Any]:
     """Share of ``rows`` answered in the asked language (greedy replies; each process answers its
     share of the rows). ``{"share", "n", "examples"}``, the examples being a few replies."""
     from world.judge import language_of

@@ -9,7 +9,6 @@ from sft_helpers import small_tokenizer, tiny_model
 
 from align.packing import (
     collate,
-    count_loss_items,
     make_rows,
     model_inputs,
     pack_examples,
@@ -151,7 +150,7 @@ def test_packed_equals_unpacked(arch):
 
 def test_weighted_loss_exact_under_accumulation_and_processes():
     """A global batch split over 2 processes x up to 2 micro-batches, each normalised by the global
-    count (count_loss_items), sums to the one-batch loss, and so do the gradients. (Here one process
+    count (the collated num_loss_items of the whole batch), sums to the one-batch loss, and so do the gradients. (Here one process
     sums every share's gradients; in training, train_step divides the normaliser by processes x
     accumulation because DDP averages and accelerate divides.)"""
     tok = small_tokenizer()
@@ -159,7 +158,7 @@ def test_weighted_loss_exact_under_accumulation_and_processes():
     examples = [render_messages(c, tok, "glm4") for c in CONVERSATIONS]
     rows = [[examples[0], examples[1]], [examples[2]], [examples[3]]]
     for weighting in ("example", "token"):
-        normaliser = count_loss_items(rows, weighting)
+        normaliser = int(collate(rows, tok.pad_token_id, loss_weighting=weighting)["num_loss_items"].sum())
         assert normaliser == (4 if weighting == "example" else sum(ex.num_targets for ex in examples))
         model.zero_grad()
         whole, _ = sft_loss(model, collate(rows, tok.pad_token_id, loss_weighting=weighting), normaliser)

@@ -145,7 +145,8 @@ def test_lora_saves_a_peft_adapter_and_a_merged_model(data, tmp_path):
     out = tmp_path / "lora"
     run(load_config(SFTConfig, sft_args(data, out, "lora.enabled=true", "lora.r=4", "optim.lr=0.01")))
     adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text())
-    assert adapter_config["r"] == 4 and sorted(adapter_config["target_modules"]) == ["k_proj", "o_proj", "q_proj", "v_proj"]
+    assert adapter_config["r"] == 4
+    assert sorted(adapter_config["target_modules"]) == ["k_proj", "o_proj", "q_proj", "v_proj"]
     ids = torch.tensor([small_tokenizer()("Where is the lighthouse?")["input_ids"]])
     base = AutoModelForCausalLM.from_pretrained(data / "glm4").eval()
     base_logits = base(input_ids=ids).logits
