@@ -85,8 +85,9 @@ def test_batch_8_accum_1_equals_batch_1_accum_8(arch):
         torch.testing.assert_close(grads_a[name], grads_b[name], rtol=1e-4, atol=1e-6)
 
 
-def test_resume_after_step_3_equals_an_uninterrupted_run(data, tmp_path):
-    extra = ["data.packing=true", "data.loss_weighting=example"]
+@pytest.mark.parametrize("lora", [False, True])
+def test_resume_after_step_3_equals_an_uninterrupted_run(data, tmp_path, lora):
+    extra = ["data.packing=true", "data.loss_weighting=example", f"lora.enabled={str(lora).lower()}"]
     straight = run(load_config(SFTConfig, sft_args(data, tmp_path / "straight", *extra)))
     run(load_config(SFTConfig, sft_args(data, tmp_path / "cut", *extra, "max_steps=3")))
     # warmup covers steps 1-3, so the shorter run's schedule agrees with the longer one up to the cut
