@@ -297,7 +297,7 @@ def generate_reply(model, tokenizer, messages: list[dict], architecture: str, ma
 def language_share(model, tokenizer, rows: list[dict], run: Run, architecture: str,
                    max_new_tokens: int) -> dict[str, Any]:
     """Share of ``rows`` answered in the asked language (greedy replies; each process answers its
-    share of the rows). ``{"share", "n", "examples"}``, the examples being a few replies."""
+    share of the rows). ``{"share", "n", "replies"}`` (a few of the replies)."""
     from world.judge import language_of
 
     if not rows:
@@ -321,7 +321,7 @@ def language_share(model, tokenizer, rows: list[dict], run: Run, architecture: s
             shown.append({"asked": asked_language(row), "reply": reply})
     hits = run.accelerator.reduce(hits.to(run.accelerator.device), reduction="sum").cpu()
     unwrapped.train()
-    return {"share": hits[0].item() / max(hits[1].item(), 1.0), "n": int(hits[1].item()), "examples": shown}
+    return {"share": hits[0].item() / max(hits[1].item(), 1.0), "n": int(hits[1].item()), "replies": shown}
 
 
 # --- the loop ------------------------------------------------------------------------------------
@@ -400,8 +400,8 @@ def run(cfg: SFTConfig) -> dict[str, Any]:
                **base_eval, **last_eval,
                "language_share": {"base": base_language.get("share"), "sft": final_language.get("share"),
                                   "questions": final_language.get("n", 0),
-                                  "examples": {"base": base_language.get("examples", []),
-                                               "sft": final_language.get("examples", [])}}}
+                                  "replies": {"base": base_language.get("replies", []),
+                                               "sft": final_language.get("replies", [])}}}
     if cfg.lora.enabled:  # the adapter (PEFT format) in adapter/, the merged model in model/
         save_models(accelerator, model, None, run.run_dir / "adapter")
         model = accelerator.unwrap_model(model).merge_and_unload()
