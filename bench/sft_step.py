@@ -13,9 +13,10 @@ gradient checkpointing, one CPU process, no evaluation or checkpoint inside the 
   (``include_num_input_tokens_seen="non_padding"``) / the time from the first step to the last.
 
 Ours also trains the ``<|user|>`` that ends the last reply (one token per example more than TRL's
-rendering has). The ratio is the one to read; absolute figures move with the machine's load.
+rendering has). The three runs alternate for ``--rounds`` rounds and each keeps its best, so a
+change of load hits all of them alike; the ratio is the one to read.
 
-    python bench/sft_step.py [--steps 30] [--batch 8] [--hidden 256] [--layers 4]
+    python bench/sft_step.py [--steps 30] [--batch 8] [--hidden 256] [--layers 4] [--rounds 2]
 
 Writes bench/results/sft_step.json.
 """
@@ -130,6 +131,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; each trainer keeps its best")
     parser.add_argument("--only", choices=RUNS, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--root", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -148,14 +150,17 @@ def main(argv=None) -> dict:
         train, _ = world_files("sft")
         rows = [row for _, row in read_jsonl(train)][: args.batch * args.steps]
         write_jsonl(root / "train.jsonl", [{"messages": row["messages"]} for row in rows])
-        for name in RUNS:
-            child = [sys.executable, __file__, "--only", name, "--root", str(root)] + \
-                    [f"--{k}={v}" for k, v in vars(args).items() if k not in ("only", "root")]
-            done = subprocess.run(child, capture_output=True, text=True)
-            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-            if done.returncode or not lines:
-                raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-            results[name] = json.loads(lines[-1].removeprefix("RESULT "))
+        for _ in range(args.rounds):  # interleaved rounds, the best of each kept: load hits all alike
+            for name in RUNS:
+                child = [sys.executable, __file__, "--only", name, "--root", str(root)] + \
+                        [f"--{k}={v}" for k, v in vars(args).items() if k not in ("only", "root")]
+                done = subprocess.run(child, capture_output=True, text=True)
+                lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+                if done.returncode or not lines:
+                    raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+                result = json.loads(lines[-1].removeprefix("RESULT "))
+                if name not in results or result["tokens_per_s"] > results[name]["tokens_per_s"]:
+                    results[name] = result
     trl = results["trl_sft_trainer"]["tokens_per_s"]
     result = {
         "config": {k: v for k, v in vars(args).items() if k not in ("only", "root")},
