@@ -27,3 +27,23 @@ def fresh_accelerate_state():
         from accelerate.state import AcceleratorState
 
         AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def launch_two_processes_now(module: str, args: list[str], cwd) -> None:
+    """``python -m module args`` as two data-parallel CPU processes (torchrun, gloo). On CPU,
+    ``accelerate launch --num_processes 2`` would start a single process (see glm_base.trainkit.accel)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise AssertionError(f"two-process {module} failed:\n{done.stderr[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def launch_two_processes():
+    """``launch(module, args, cwd)``: see :func:`launch_two_processes_now`."""
+    return launch_two_processes_now

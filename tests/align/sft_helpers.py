@@ -69,16 +69,3 @@ def model_dir(path, architecture: str = "glm4", seed: int = 0, **overrides):
     tok.save_pretrained(path)
     return path
 
-
-def launch_two_processes(module: str, args: list[str], cwd) -> None:
-    """``python -m module args`` as two data-parallel CPU processes (torchrun, gloo); as the
-    ``launch_two_processes`` fixture of tests/glm_base/conftest.py, which tests/align cannot reach."""
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise AssertionError(f"two-process {module} failed:\n{done.stderr[-3000:]}")

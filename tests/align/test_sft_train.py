@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
-from sft_helpers import chat_rows, launch_two_processes, model_dir, small_tokenizer, tiny_model
+from sft_helpers import chat_rows, model_dir, small_tokenizer, tiny_model
 
 import glm_base  # noqa: F401  (registers the auto classes)
 from align.batching import SortedBatchSampler
@@ -102,7 +102,7 @@ def test_resume_after_step_3_equals_an_uninterrupted_run(data, tmp_path, lora):
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one(data, tmp_path):
+def test_two_processes_equal_one(data, tmp_path, launch_two_processes):
     """Two data-parallel processes (torchrun, gloo) train exactly as one: same step losses (LongAlign
     weighting over the whole global batch), eval loss, language shares and weights."""
     extra = ["data.packing=true", "max_steps=4", "eval_every=0", "save_every=0", "eval.language_questions=3"]

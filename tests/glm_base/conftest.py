@@ -72,23 +72,3 @@ def sample_texts() -> dict[str, str]:
     """The corpus texts by language, for tests that need raw text."""
     return {"en": EN_TEXT, "zh": ZH_TEXT, "mixed": MIXED_TEXT}
 
-
-@pytest.fixture(scope="session")
-def launch_two_processes():
-    """``launch(module, args, cwd)`` runs ``python -m module args`` as two data-parallel CPU
-    processes (torchrun, gloo). On CPU, ``accelerate launch --num_processes 2`` would start a single
-    process (see glm_base.trainkit.accel)."""
-    return _launch_two_processes
-
-
-def _launch_two_processes(module: str, args: list[str], cwd) -> None:
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", module, *args],
-                          cwd=cwd, env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise AssertionError(f"two-process {module} failed:\n{done.stderr[-3000:]}")
