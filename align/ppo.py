@@ -485,6 +485,10 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
                                             bad_rows="drop")
         ptx = PtxBatches(ptx_examples, cfg.ppo.ptx_batch_size, cfg.seed + 1, tokenizer.pad_token_id, run.rank, run.world)
 
+    if critic is not None and getattr(accelerator.state, "deepspeed_plugin", None) is not None:
+        raise UserError("ppo.algorithm=ppo trains a critic beside the policy, and accelerate drives one DeepSpeed "
+                        "engine per Accelerator: use ppo.algorithm=grpo or rloo under DeepSpeed, or a DDP/FSDP "
+                        "config (configs/accelerate/ddp.yaml, fsdp.yaml) for PPO with a critic")
     if cfg.gradient_checkpointing:
         policy.gradient_checkpointing_enable()
     updates_per_step = cfg.ppo.epochs * (cfg.responses_per_step // cfg.ppo.minibatch_size)

@@ -18,6 +18,7 @@ ENTRY_POINTS = {
     "pretrain": ("glm_base.pretrain", "PretrainConfig"),
     "cloze": ("glm_base.cloze", "ClozeConfig"),
     "annotation": ("annotation_ui", "annotation_ui.app:ServeConfig"),
+    "ppo": ("align.ppo", "PPOConfig"),
 }
 
 
