@@ -130,3 +130,19 @@ def test_evaluate_cli_prints_metrics_with_counts_and_wilson_intervals(tmp_path, 
     entry = metrics["mixed_reply_rate"]
     assert entry["ci95"] == pytest.approx(list(wilson_interval(entry["k"], entry["n"])))
     assert len(printed["models"][str(model)]["samples"]) == 2
+
+
+def test_a_checkpoints_min_length_cannot_lengthen_rollouts_and_generate_stays_quiet(caplog):
+    from align.rl.rollout import HFRollout
+    from tests.align.rl_helpers import tiny_model
+
+    model = tiny_model("glm4", seed=2)
+    prompts = [[3, 4, 5], [6]]
+    free = HFRollout(model, [47], 0, max_new_tokens=6, temperature=0.0).generate(prompts).responses()
+    eos = [free[0][1]]  # a token the greedy reply to the first prompt produces early
+    with caplog.at_level("WARNING"):
+        clean = HFRollout(model, eos, 0, max_new_tokens=6, temperature=0.0).generate(prompts).responses()
+    assert len(clean[0]) <= 2
+    assert not [r for r in caplog.records if "min_new_tokens" in r.getMessage()]  # no warning per generate call
+    model.generation_config.min_length = 50  # as if read from a generation_config.json
+    assert HFRollout(model, eos, 0, max_new_tokens=6, temperature=0.0).generate(prompts).responses() == clean
