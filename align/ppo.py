@@ -236,6 +236,7 @@ def load_models(cfg: PPOConfig):
     else:
         reference, _ = load_model_and_tokenizer(cfg.model.ref, what="reference model (model.ref)", **no_dropout)
     reference.eval().requires_grad_(False)
+    check_chat_template(tokenizer, cfg.model.init_from)
     reward_model = reward_tokenizer = None
     if cfg.reward.model:
         reward_model, reward_tokenizer = load_model_and_tokenizer(
@@ -245,10 +246,18 @@ def load_models(cfg: PPOConfig):
             raise UserError(f"reward.model {cfg.reward.model} has num_labels={reward_model.config.num_labels}; "
                             f"a reward model has one score (num_labels 1)")
         reward_model.eval().requires_grad_(False)
+        check_chat_template(reward_tokenizer, cfg.reward.model)
     critic = None
     if cfg.ppo.algorithm == "ppo":
         critic = build_critic(cfg, policy, reward_model)
     return policy, reference, tokenizer, reward_model, reward_tokenizer, critic
+
+
+def check_chat_template(tokenizer, directory: str) -> None:
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError(f"the tokenizer of {directory} has no chat template (chat_template.jinja); prompts and "
+                        f"replies are rendered with it. Save the tokenizer of glm_base.tokenizer (its "
+                        f"CHAT_TEMPLATE) into that directory")
 
 
 def build_critic(cfg: PPOConfig, policy, reward_model) -> ValueModel:

@@ -157,3 +157,25 @@ def test_glm1_with_vllm_is_refused_with_one_error_line(tmp_path, models):
     assert len(lines) == 1 and lines[0].startswith("error: rollout.engine=vllm cannot serve the GLM-1 policy"), lines
     assert "rollout.engine=hf" in lines[0]
     assert not out.exists()  # refused before the run directory is made
+
+
+def test_a_nan_reward_stops_the_run_with_one_error_line_naming_the_last_checkpoint(tmp_path, models, capsys):
+    from transformers import AutoModelForSequenceClassification
+
+    import glm_base  # noqa: F401
+
+    broken = tmp_path / "rm-nan"
+    rm = AutoModelForSequenceClassification.from_pretrained(models["rm"])
+    with torch.no_grad():
+        rm.score.weight.fill_(float("nan"))
+    rm.save_pretrained(broken)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(models["rm"] / name, broken)
+    out = tmp_path / "nan"
+    with pytest.raises(SystemExit) as exit_info:
+        main(tiny_overrides(out, models["glm4"], broken))
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("error: the training reward became NaN/inf at step 1"), lines[-1]
+    assert "Last good checkpoint: none" in lines[-1]
+    assert not (out / "checkpoints").exists() or not any((out / "checkpoints").iterdir())
