@@ -125,6 +125,11 @@ def test_group_methods_train_without_a_critic(tmp_path, models, algorithm):
 @pytest.fixture
 def fake_vllm_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", fake_vllm.module())
+    # VLLMRollout.colocated sets the external launcher's variables; restore them after the test, or the
+    # next Accelerator would start a one-process group on MASTER_PORT
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.setenv(name, "0")  # records the variable's state (even absent) for the undo
+        monkeypatch.delenv(name)
     return sys.modules["vllm"]
 
 
