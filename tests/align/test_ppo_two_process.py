@@ -55,6 +55,10 @@ def test_two_processes_make_the_same_first_update_as_one(tmp_path):
             continue
         assert rows[2][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     assert json.loads((runs[2] / "summary.json").read_text())["processes"] == 2
+    # the evaluation splits its prompts and held-out rows between the processes and sums the counts
+    evals = {p: json.loads((out / "eval.json").read_text()) for p, out in runs.items()}
+    for when in ("initial_counts", "final_counts"):
+        assert evals[2][when] == pytest.approx(evals[1][when], rel=1e-5), when
 
     from safetensors.torch import load_file
 
