@@ -656,7 +656,8 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
     title = f"PPO ({cfg.ppo.algorithm}, {architecture})"
     return run.finish(policy, tokenizer, summary, extra_models={"value": critic} if critic is not None else None,
                       plots=[lambda d: plot_curves(d / "metrics.jsonl", d / "reward_curve.png",
-                                                   ["reward", "kl", "rules/total", "rm"], title=title)])
+                                                   ["reward", "kl", "rm", *(f"rules/{name.removeprefix('rules:')}" for name in cfg.reward.rules)],
+                                                   title=title)])
 
 
 def world_prompts_file(kind: str, cfg: PPOConfig) -> str:
