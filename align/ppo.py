@@ -70,9 +70,21 @@ ENGINES = ("hf", "vllm")
 # --- config --------------------------------------------------------------------------------------
 
 @dataclass
+class LoraArgs:
+    enabled: bool = field(default=False, metadata={"help": "train a PEFT LoRA adapter on the policy instead of every weight"})
+    r: int = field(default=8, metadata={"help": "LoRA rank"})
+    alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], metadata={
+        "help": "module names that get adapters (attention: q/k/v/o_proj; MLP: gate_up_proj, down_proj)"})
+
+
+@dataclass
 class PolicyArgs:
     init_from: str = field(default="runs/sft-tiny/model", metadata={"help": "the SFT model directory the policy starts from"})
-    ref: str = field(default="copy", metadata={"help": "reference model for the KL penalty: 'copy' (a frozen copy of init_from) or a model directory"})
+    ref: str = field(default="copy", metadata={
+        "help": "reference model for the KL penalty: 'copy' (a frozen copy of init_from; with LoRA the policy's own "
+                "base weights, adapter disabled: no second model in memory) or a model directory"})
+    lora: LoraArgs = field(default_factory=LoraArgs)
 
 
 @dataclass
@@ -199,6 +211,9 @@ class PPOConfig(TrainArgs):
             raise ValueError("nothing to reward: set reward.model, reward.rules, or both")
         if self.critic.init_from == "reward" and not self.reward.model:
             raise ValueError("critic.init_from=reward needs reward.model")
+        if self.model.lora.enabled and r.engine == "vllm":
+            raise ValueError("model.lora.enabled with rollout.engine=vllm is not supported yet (the adapter would have "
+                             "to be merged before every push); use rollout.engine=hf or full fine-tuning")
 
     @property
     def responses_per_step(self) -> int:
@@ -231,12 +246,16 @@ def load_models(cfg: PPOConfig):
     policy, tokenizer = load_model_and_tokenizer(
         cfg.model.init_from, what="policy (model.init_from)", **no_dropout,
         hint="train one first: python -m align.sft --config configs/sft/tiny.yaml")
+    check_chat_template(tokenizer, cfg.model.init_from)
+    critic_source = policy  # a critic from the policy copies the SFT weights, before any adapter
+    if cfg.model.lora.enabled:
+        policy = add_lora(policy, cfg.model.lora)
     if cfg.model.ref == "copy":
-        reference = copy.deepcopy(policy)
+        reference = AdapterDisabled(policy) if cfg.model.lora.enabled else copy.deepcopy(policy)
     else:
         reference, _ = load_model_and_tokenizer(cfg.model.ref, what="reference model (model.ref)", **no_dropout)
-    reference.eval().requires_grad_(False)
-    check_chat_template(tokenizer, cfg.model.init_from)
+    if not isinstance(reference, AdapterDisabled):
+        reference.eval().requires_grad_(False)
     reward_model = reward_tokenizer = None
     if cfg.reward.model:
         reward_model, reward_tokenizer = load_model_and_tokenizer(
@@ -249,8 +268,39 @@ def load_models(cfg: PPOConfig):
         check_chat_template(reward_tokenizer, cfg.reward.model)
     critic = None
     if cfg.ppo.algorithm == "ppo":
-        critic = build_critic(cfg, policy, reward_model)
+        critic = build_critic(cfg, critic_source, reward_model)
     return policy, reference, tokenizer, reward_model, reward_tokenizer, critic
+
+
+def add_lora(policy, lora: LoraArgs):
+    """The policy as a PEFT LoRA model (only the adapter trains; dropout off, as in the policy)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=0.0, target_modules=list(lora.target_modules),
+                        task_type="CAUSAL_LM")
+    return get_peft_model(policy, config)
+
+
+class AdapterDisabled(torch.nn.Module):
+    """The reference of a LoRA policy: the policy's forward with its adapter disabled (its base
+    weights, which are the SFT model's and never train). Holds no weights of its own."""
+
+    def __init__(self, peft_model):
+        super().__init__()
+        self._peft = [peft_model]  # a list, so the policy's parameters are not registered twice
+
+    @property
+    def config(self):
+        return self._peft[0].config
+
+    def forward(self, *args, **kwargs):
+        with self._peft[0].disable_adapter():
+            return self._peft[0](*args, **kwargs)
+
+
+def merged_copy(policy):
+    """A plain ``GLMForCausalLM`` with the LoRA adapter merged into a copy of the weights."""
+    return copy.deepcopy(policy).merge_and_unload()
 
 
 def check_chat_template(tokenizer, directory: str) -> None:
@@ -654,7 +704,13 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
                "engine": cfg.rollout.engine, "last": {k2: v for k2, v in last.items() if not k2.startswith("train/")},
                "eval": {"initial": initial["metrics"], "final": final.get("metrics")}}
     title = f"PPO ({cfg.ppo.algorithm}, {architecture})"
-    return run.finish(policy, tokenizer, summary, extra_models={"value": critic} if critic is not None else None,
+    final_policy = policy
+    if cfg.model.lora.enabled:  # model/ holds the merged policy (a plain model directory), model/adapter/ the adapter
+        from glm_base.trainkit.checkpoint import save_models
+
+        save_models(accelerator, policy, None, run.run_dir / "model" / "adapter")
+        final_policy = merged_copy(accelerator.unwrap_model(policy))
+    return run.finish(final_policy, tokenizer, summary, extra_models={"value": critic} if critic is not None else None,
                       plots=[lambda d: plot_curves(d / "metrics.jsonl", d / "reward_curve.png",
                                                    ["reward", "kl", "rm", *(f"rules/{name.removeprefix('rules:')}" for name in cfg.reward.rules)],
                                                    title=title)])

@@ -184,3 +184,26 @@ def test_a_nan_reward_stops_the_run_with_one_error_line_naming_the_last_checkpoi
     assert lines[-1].startswith("error: the training reward became NaN/inf at step 1"), lines[-1]
     assert "Last good checkpoint: none" in lines[-1]
     assert not (out / "checkpoints").exists() or not any((out / "checkpoints").iterdir())
+
+
+def test_lora_policy_uses_its_base_weights_as_reference_and_saves_the_merged_model(tmp_path, models):
+    from peft import PeftModel
+
+    from glm_base.loading import load_model_and_tokenizer
+
+    out = tmp_path / "lora"
+    main(tiny_overrides(out, models["glm4"], models["rm"], **{"model.lora.enabled": "true", "model.lora.r": 4,
+                                                              "optim.lr": 1e-2}))
+    rows = train_rows(out)
+    assert rows[1]["kl"] == 0.0 and rows[2]["kl"] != 0.0  # LoRA's B starts at zero: policy = base at first
+    checkpoint = out / "checkpoints" / "step-0000002"
+    assert (checkpoint / "adapter_config.json").is_file() and (checkpoint / "value" / "model.safetensors").is_file()
+    merged, _ = load_model_and_tokenizer(out / "model")
+    base, _ = load_model_and_tokenizer(models["glm4"])
+    adapted = PeftModel.from_pretrained(load_model_and_tokenizer(models["glm4"])[0], out / "model" / "adapter")
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        torch.testing.assert_close(merged(input_ids=ids).logits, adapted(input_ids=ids).logits, rtol=1e-4, atol=1e-4)
+        assert (merged(input_ids=ids).logits - base(input_ids=ids).logits).abs().max() > 1e-4
+    changed = [k for k, v in merged.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
+    assert changed and all(any(m in k for m in ("q_proj", "k_proj", "v_proj", "o_proj")) for k in changed)
