@@ -15,7 +15,9 @@ the same scope (experience + update).
     python bench/ppo_step.py [--hidden 256 512] [--layers 4] [--repeats 3]
 
 Writes bench/results/ppo_step.json (``--out`` elsewhere). Run it on an idle machine (``uptime`` load
-< 1.5): other work on the 2 cores skews every figure.
+< 1.5): other work on the 2 cores skews every figure, and two torch threads on a contended machine
+are several times slower than one (a first run at load ~3 measured 1.0 samples/s where an idle single
+thread gives 5.0).
 """
 
 from __future__ import annotations
@@ -146,8 +148,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--minibatches", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default, one per core)")
     parser.add_argument("--out", default="ppo_step", help="result name under bench/results/")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     results = {str(h): measure(h, args) for h in args.hidden}
     config = {k: v for k, v in vars(args).items() if k != "out"}
     payload = {"config": config, "results": results, "target": ">= 2x TRL 0.11.4 PPOTrainer.step samples/s"}
