@@ -1,6 +1,7 @@
 """Held-out evaluation of a chat policy on the world's prompts, with the world's judges.
 
-    python -m align.evaluate --model runs/sft-tiny/model runs/ppo-tiny/model [--prompts 64] [--out eval.json]
+    python -m align.evaluate --model runs/sft-tiny/model runs/ppo-tiny/model [--names sft ppo] [--prompts 64]
+                             [--out eval.json] [--report-dir runs/demo]
 
 Metrics (each from greedy replies to held-out prompts, judged by :mod:`world.judge`):
 
@@ -15,7 +16,9 @@ Metrics (each from greedy replies to held-out prompts, judged by :mod:`world.jud
   world's ``sft`` eval split, rendered as SFT trains: :mod:`align.sft_data`, :mod:`align.packing`).
 
 Several processes: each judges its share of the rows and the counts are summed (``accelerator``).
-The CLI prints (and writes) per model every metric with its counts and a 95% Wilson interval.
+The CLI prints (and writes) per model every metric with its counts and a 95% Wilson interval;
+``--report-dir`` also writes ``metrics.json`` (``{name: {metric, metric_ci, metric_n}}``) and
+``samples.jsonl`` (each shown prompt with every model's reply), the files ``align.report`` reads.
 """
 
 from __future__ import annotations
@@ -224,11 +227,44 @@ def evaluate_model_dir(path: str, rows: Sequence[PromptRow], args: argparse.Name
     return {"metrics": report(result["counts"]), "samples": result["samples"]}
 
 
+def model_name(path: str) -> str:
+    """A short name for a model directory: its folder, or the run's for ``.../<run>/model``."""
+    p = Path(path)
+    return p.parent.name if p.name == "model" and p.parent.name else p.name
+
+
+def report_files(out_dir: Path, results: dict[str, dict[str, Any]]) -> None:
+    """What ``align.report`` reads: ``metrics.json`` (``{name: {metric, metric_ci, metric_n}}``) and
+    ``samples.jsonl`` (one row per shown prompt: ``lang``, ``prompt`` and each model's reply under its
+    name)."""
+    from common.jsonl import write_jsonl
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    flat = {}
+    for name, result in results.items():
+        entry = {}
+        for metric, value in result["metrics"].items():
+            entry[metric] = value["value"]
+            entry[f"{metric}_n"] = value["n"]
+            if value.get("ci95") is not None:
+                entry[f"{metric}_ci"] = list(value["ci95"])
+        flat[name] = entry
+    (out_dir / "metrics.json").write_text(json.dumps(flat, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    rows = []
+    tables = [result["samples"] for result in results.values()]
+    for i, first in enumerate(tables[0] if tables else []):
+        row = {"lang": first["lang"], "prompt": first["prompt"]}
+        row.update({name: table[i]["reply"] for name, table in zip(results, tables) if i < len(table)})
+        rows.append(row)
+    write_jsonl(out_dir / "samples.jsonl", rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     from common.cli import run_main
 
     parser = argparse.ArgumentParser(prog="python -m align.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", nargs="+", required=True, help="model directories (policy checkpoints)")
+    parser.add_argument("--names", nargs="+", help="a name per model (default: the run folder of DIR/model, else DIR's)")
     parser.add_argument("--prompts", type=int, default=64, help="held-out prompts (0 = all)")
     parser.add_argument("--heldout-rows", type=int, default=64, help="held-out SFT rows for the loss (0 = all)")
     parser.add_argument("--max-new-tokens", type=int, default=48)
@@ -237,15 +273,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--world-scale", default="tiny", choices=["tiny", "small", "medium"])
     parser.add_argument("--world-seed", type=int, default=0)
     parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument("--report-dir", help="also write metrics.json and samples.jsonl here (what align.report reads)")
     args = parser.parse_args(argv)
 
     def body():
+        from common.errors import UserError
+
+        names = args.names or [model_name(path) for path in args.model]
+        if len(names) != len(args.model) or len(set(names)) != len(names):
+            raise UserError(f"--names needs one distinct name per --model ({len(args.model)}), got {names}")
         torch.manual_seed(0)
         rows = heldout_prompts(args.prompts, args.world_scale, args.world_seed)
-        result = {"prompts": len(rows), "models": {path: evaluate_model_dir(path, rows, args) for path in args.model}}
+        results = {name: {"model": path, **evaluate_model_dir(path, rows, args)} for name, path in zip(names, args.model)}
+        result = {"prompts": len(rows), "models": results}
         text = json.dumps(result, indent=2, ensure_ascii=False)
         if args.out:
             Path(args.out).write_text(text + "\n", encoding="utf-8")
+        if args.report_dir:
+            report_files(Path(args.report_dir), results)
         print(text)
 
     run_main(body)

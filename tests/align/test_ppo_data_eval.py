@@ -119,17 +119,32 @@ def test_reward_model_reads_the_chat_template_plus_the_reply_end_and_cuts_the_pr
 
 def test_evaluate_cli_prints_metrics_with_counts_and_wilson_intervals(tmp_path, capsys):
     model = policy_dir(tmp_path, "glm4")
-    out = tmp_path / "eval.json"
-    evaluate_main(["--model", str(model), "--prompts", "6", "--heldout-rows", "3", "--max-new-tokens", "4",
-                   "--samples", "2", "--out", str(out)])
+    out, report_dir = tmp_path / "eval.json", tmp_path / "report"
+    evaluate_main(["--model", str(model), str(model), "--names", "sft", "ppo", "--prompts", "6", "--heldout-rows", "3",
+                   "--max-new-tokens", "4", "--samples", "2", "--out", str(out), "--report-dir", str(report_dir)])
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(out.read_text()) and printed["prompts"] == 6
-    metrics = printed["models"][str(model)]["metrics"]
+    assert list(printed["models"]) == ["sft", "ppo"] and printed["models"]["sft"]["model"] == str(model)
+    metrics = printed["models"]["sft"]["metrics"]
     assert metrics["heldout_loss"]["n"] > 0 and metrics["heldout_loss"]["value"] > 0
     assert metrics["needless_refusal_rate"]["n"] + metrics["harmful_refusal_rate"]["n"] <= 6
     entry = metrics["mixed_reply_rate"]
     assert entry["ci95"] == pytest.approx(list(wilson_interval(entry["k"], entry["n"])))
-    assert len(printed["models"][str(model)]["samples"]) == 2
+    assert len(printed["models"]["sft"]["samples"]) == 2
+    assert printed["models"]["ppo"]["metrics"] == metrics  # the same model twice: the same figures
+
+    # the files align.report reads: {stage: {metric, metric_ci, metric_n}} and replies side by side
+    flat = json.loads((report_dir / "metrics.json").read_text())
+    assert flat["sft"]["mixed_reply_rate"] == entry["value"] and flat["sft"]["mixed_reply_rate_ci"] == entry["ci95"]
+    assert flat["sft"]["heldout_loss_n"] == metrics["heldout_loss"]["n"] and "heldout_loss_ci" not in flat["sft"]
+    rows = [json.loads(line) for line in (report_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and set(rows[0]) == {"lang", "prompt", "sft", "ppo"} and rows[0]["sft"] == rows[0]["ppo"]
+
+
+def test_evaluate_cli_refuses_names_that_do_not_match_the_models(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main(["--model", str(tmp_path / "a"), str(tmp_path / "b"), "--names", "x"])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.startswith("error: --names needs one distinct name")
 
 
 def test_a_checkpoints_min_length_cannot_lengthen_rollouts_and_generate_stays_quiet(caplog):
