@@ -28,7 +28,7 @@ test-gpu: install
 	$(PY) -m pytest -q tests/gpu
 
 demo: install
-	$(PY) -m scripts.demo --out $(DEMO_DIR)
+	$(PY) -m align.pipeline --config configs/pipeline/demo.yaml output_dir=$(DEMO_DIR)
 
 bench: install
 	$(PY) bench/model_step.py

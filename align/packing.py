@@ -20,18 +20,19 @@ at 0 for each example, so a packed example computes exactly what it computes alo
 into ``input_ids``, ``attention_mask``, ``position_ids`` ((B, L) for GLM-4, (B, 2, L) for GLM-1),
 ``part_a_length`` (GLM-1), ``sequence_ids`` (when a row holds several examples), ``shift_labels``
 (targets aligned with the inputs, -100 = none; no target ever crosses an example),
-``loss_weights`` (float32, per token), ``num_examples``, ``num_target_tokens`` and ``num_loss_items``.
+``loss_weights`` (float32, per token) and, per row, ``num_examples``, ``num_target_tokens`` and
+``num_loss_items`` (every tensor has the row dimension first, so the kit's ``shard_rows`` splits a
+global batch between processes).
 
 **Loss weighting.** ``"example"`` (LongAlign): every example counts the same whatever its length and
 however it is packed -- token weight ``1/N_i`` (``N_i`` = target tokens of example ``i``) and the loss
 of a global batch of ``M`` examples is ``(1/M) * sum_i L_i / N_i`` (``L_i`` = summed cross-entropy of
 example ``i``). ``"token"``: weight 1 and the loss is the mean over the global batch's target tokens
-(what a per-pack token mean approximates, biased towards long examples). Either way the trainer
-computes ``sum_t w_t * CE_t / normaliser`` with ``normaliser`` = :func:`count_loss_items` of the *global*
-batch (examples, or target tokens) -- known to every process from the global batch list, so the loss
-is exact under gradient accumulation and several processes (multiply by the number of processes when
-DDP averages gradients). :func:`sft_loss` does this, applying the output layer only where there is a
-target.
+(what a per-pack token mean approximates, biased towards long examples). Either way a micro-batch's
+loss is ``sum_t w_t * CE_t / num_items`` (:func:`sft_loss`, the kit's loss-function signature), where
+the trainer's step normaliser is the ``num_loss_items`` of the step's *global* batch (examples, or
+target tokens: the sum of the collated ``num_loss_items``) and ``train_step`` hands each micro-batch
+its share, so the update is exact under gradient accumulation and several processes.
 """
 
 from __future__ import annotations
@@ -108,15 +109,6 @@ def token_weights(example: SFTExample, loss_weighting: str = "example") -> np.nd
     return has_target.astype(np.float64) * value
 
 
-def count_loss_items(rows: Sequence[Sequence[SFTExample]], loss_weighting: str = "example") -> int:
-    """The normaliser of a (global) batch of rows: its examples (``"example"``) or target tokens."""
-    if loss_weighting == "example":
-        return sum(len(row) for row in rows)
-    if loss_weighting == "token":
-        return sum(ex.num_targets for row in rows for ex in row)
-    raise ValueError(f"unknown loss_weighting {loss_weighting!r}; expected one of {list(LOSS_WEIGHTINGS)}")
-
-
 def _row_order(row: Sequence[SFTExample]) -> list[tuple[int, slice]]:
     """(example number, token slice) in row order: whole examples (GLM-4), or Part A's then Part B's."""
     if row[0].part_a_length is None:
@@ -163,17 +155,17 @@ def collate(rows: Sequence[Sequence[SFTExample]], pad_id: int, loss_weighting: s
                 pos[r, 0, cur:end] = p[piece]
             cur = end
         part_a[r] = sum(ex.part_a_length for ex in row) if glm1 else 0
-    num_examples = sum(len(row) for row in rows)
-    num_targets = int((labels != IGNORE_INDEX).sum())
+    row_examples = np.array([len(row) for row in rows], dtype=np.int64)
+    row_targets = (labels != IGNORE_INDEX).sum(axis=1).astype(np.int64)
     batch = {
         "input_ids": torch.from_numpy(input_ids),
         "attention_mask": torch.from_numpy((seq > 0).astype(np.int64)),
         "position_ids": torch.from_numpy(pos if glm1 else pos[:, 0].copy()),
         "shift_labels": torch.from_numpy(labels),
         "loss_weights": torch.from_numpy(weights),
-        "num_examples": torch.tensor(num_examples),
-        "num_target_tokens": torch.tensor(num_targets),
-        "num_loss_items": torch.tensor(num_examples if loss_weighting == "example" else num_targets),
+        "num_examples": torch.from_numpy(row_examples),
+        "num_target_tokens": torch.from_numpy(row_targets),
+        "num_loss_items": torch.from_numpy(row_examples if loss_weighting == "example" else row_targets),
     }
     if glm1:
         batch["part_a_length"] = torch.from_numpy(part_a)
@@ -198,23 +190,40 @@ def weighted_token_loss(logits: torch.Tensor, targets: torch.Tensor, weights: to
     return (ce * weights.reshape(-1).to(ce.device, torch.float32)).sum()
 
 
-def sft_loss(model, batch: dict[str, Any], normaliser: int | float | torch.Tensor | None = None) -> torch.Tensor:
-    """``sum_t w_t * CE_t / normaliser`` for a collated batch: pass the global batch's
-    :func:`count_loss_items` as ``normaliser`` (default: this batch's own ``num_loss_items``).
+_NO_LOGITS = torch.zeros(0, dtype=torch.long)
 
-    Runs the model's decoder and applies its output layer only at positions with a target (the
-    logits of a 32k-token row would not fit otherwise). ``model`` is a ``GLMForCausalLM`` (or anything
-    with ``get_decoder()`` returning a module that takes :func:`model_inputs` and
-    ``get_output_embeddings()``).
+
+def sft_loss(model, batch: dict[str, Any], num_items: int | float | torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(sum_t w_t * CE_t / num_items, {"accuracy": sum_t w_t * correct_t / num_items})`` for a
+    collated batch: the training kit's loss function (``num_items`` = this micro-batch's share of the
+    step's global ``num_loss_items``; default: the batch's own, which gives its mean). With example
+    weighting the accuracy is the mean of per-example accuracies.
+
+    The model (``GLMForCausalLM``, possibly wrapped by DDP/DeepSpeed or PEFT) runs its own forward
+    with no logits (``logits_to_keep`` empty; the wrapper sees a normal forward), and the output layer
+    is applied to the final hidden states only where there is a target: a 32k-token row's logits
+    would not fit, and most positions of an SFT row have no target. The batch's tensors must be on
+    the model's device.
     """
-    inputs = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in model_inputs(batch).items()}
-    hidden = model.get_decoder()(**inputs, use_cache=False).last_hidden_state
+    inputs = model_inputs(batch)  # on the model's device already (the trainer moves every batch)
+    no_logits = _NO_LOGITS.to(inputs["input_ids"].device)
+    out = model(**inputs, use_cache=False, output_hidden_states=True, logits_to_keep=no_logits)
+    hidden = out.hidden_states[-1]
     targets = batch["shift_labels"].to(hidden.device)
     has_target = targets != IGNORE_INDEX
-    logits = model.get_output_embeddings()(hidden[has_target])
-    total = weighted_token_loss(logits, targets[has_target], batch["loss_weights"].to(hidden.device)[has_target])
-    if normaliser is None:
-        normaliser = batch["num_loss_items"]
-    if isinstance(normaliser, torch.Tensor):
-        normaliser = normaliser.to(total.device)
-    return total / normaliser
+    logits = output_layer(model)(hidden[has_target]).float()
+    weights = batch["loss_weights"].to(hidden.device, torch.float32)[has_target]
+    total = weighted_token_loss(logits, targets[has_target], weights)
+    correct = ((logits.argmax(-1) == targets[has_target]).float() * weights).sum()
+    if num_items is None:
+        num_items = batch["num_loss_items"].sum()
+    num_items = torch.as_tensor(num_items, dtype=torch.float32, device=total.device)
+    return total / num_items, {"accuracy": correct.detach() / num_items}
+
+
+def output_layer(model) -> torch.nn.Module:
+    """The LM head of a model, through DDP/DeepSpeed (``.module``) and PEFT wrappers."""
+    from accelerate.utils import extract_model_from_parallel
+
+    return extract_model_from_parallel(model).get_output_embeddings()

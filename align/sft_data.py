@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
+from common.errors import UserError
 from glm_base.infilling import IGNORE_INDEX, build_row
 from glm_base.tokenizer import GMASK_TOKEN, SOP_TOKEN, SPECIAL_TOKENS, USER_TOKEN, special_token_ids
 
@@ -75,7 +76,7 @@ REPLY_END_TOKEN = USER_TOKEN
 _CHAT_PREFIX = GMASK_TOKEN + SOP_TOKEN
 
 
-class SFTDataError(ValueError):
+class SFTDataError(UserError):
     """A row cannot be used; ``path``, ``line``, ``field`` and ``reason`` (a short key) say why."""
 
     def __init__(self, path: str, line: int, field: str, reason: str, problem: str):
@@ -428,7 +429,7 @@ def load_sft_examples(paths: Sequence[str | Path], tokenizer, architecture: str 
     if report["dropped"]:
         logger.warning("dropped %d of %d rows: %s", sum(report["dropped"].values()), report["rows"], report["dropped"])
     if not examples:
-        raise ValueError(f"no usable example in {list(map(str, paths))} (report: {report})")
+        raise UserError(f"no usable example in {list(map(str, paths))} (report: {report})")
     return examples, report
 
 

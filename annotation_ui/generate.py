@@ -33,16 +33,15 @@ def generate_candidates(checkpoint: str | Path, prompts: str | Path, *, n: int =
     """Sample n responses per prompt; return items in the import schema (with "models")."""
     import torch
     from tqdm import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from glm_base.loading import load_model_and_tokenizer  # lazily: the app itself never imports torch
 
     if n < 2:
         raise ValueError(f"--n must be >= 2 (an item needs at least two responses to rank), got {n}")
     if n > MAX_RESPONSES:
         raise ValueError(f"--n must be <= {MAX_RESPONSES} (the app shows at most {MAX_RESPONSES} responses side by side), got {n}")
     items = load_items(prompts, need_responses=False)
-    tok = AutoTokenizer.from_pretrained(str(checkpoint))
-    model = AutoModelForCausalLM.from_pretrained(str(checkpoint))
-    model.eval()
+    model, tok = load_model_and_tokenizer(checkpoint, what="--checkpoint", eval_mode=True)
     name = model_name or Path(checkpoint).resolve().name
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     torch.manual_seed(seed)

@@ -12,7 +12,7 @@ and propagates with its traceback.
 from __future__ import annotations
 
 import sys
-from typing import Callable, TypeVar
+from typing import Callable, NoReturn, TypeVar
 
 from .errors import UserError
 
@@ -22,7 +22,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError, No
 EXIT_USER_ERROR = 2
 
 
-def fail(message: str) -> "NoReturn":  # noqa: F821
+def fail(message: str) -> NoReturn:
     """Print ``error: message`` on stderr and exit with status 2."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(EXIT_USER_ERROR)

@@ -239,8 +239,11 @@ def load_config(cls: type[T], argv: list[str] | None = None, prog: str | None = 
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
         doc = (cls.__doc__ or "").strip()
-        print(f"usage: {prog or 'python -m ...'} [--config FILE] [key=value ...]\n\n{doc}\n\nfields:")
-        print(config_help(cls))
+        try:
+            print(f"usage: {prog or 'python -m ...'} [--config FILE] [key=value ...]\n\n{doc}\n\nfields:")
+            print(config_help(cls), flush=True)
+        except BrokenPipeError:  # `--help | head`: the reader has gone, which is no error
+            sys.stdout = None
         raise SystemExit(0)
     values: dict[str, Any] = {}
     i = 0

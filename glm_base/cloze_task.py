@@ -214,7 +214,7 @@ def scores_from_logits(logits: torch.Tensor, batch: dict[str, Any]) -> torch.Ten
 def label_scores(model, batch: dict[str, Any]) -> torch.Tensor:
     """One forward of ``model`` over a :func:`collate` batch, then :func:`scores_from_logits`."""
     device = next(model.parameters()).device
-    out = model(**{key: batch[key].to(device) for key in MODEL_KEYS})
+    out = model(**{key: batch[key].to(device) for key in MODEL_KEYS}, use_cache=False)
     return scores_from_logits(out.logits, batch)
 
 

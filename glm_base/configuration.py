@@ -51,6 +51,10 @@ class GLMConfig(PretrainedConfig):
     layer_norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     partial_rotary_factor: float = 0.5
+    # RoPE as transformers configures it: {"rope_type": "default" | "linear" | "dynamic" | "yarn" |
+    # "longrope" | "llama3", "factor": ..., ...}; ``rope_scaling=`` is accepted as its old name.
+    # rope_theta and partial_rotary_factor above fill it when it lacks them, and follow it otherwise.
+    rope_parameters: dict | None = None
     attention_bias: bool = True
     attention_dropout: float = 0.0
     hidden_dropout: float = 0.0
@@ -104,6 +108,9 @@ class GLMConfig(PretrainedConfig):
             self.hidden_act = "gelu_pytorch_tanh" if glm1 else "silu"
         if self.tie_word_embeddings is None:
             self.tie_word_embeddings = glm1
+        super().__post_init__(**kwargs)  # fills and validates rope_parameters (rope_scaling -> rope_parameters)
+        self.rope_theta = self.rope_parameters.get("rope_theta", self.rope_theta)
+        self.partial_rotary_factor = self.rope_parameters.get("partial_rotary_factor", self.partial_rotary_factor)
         if not glm1:
             rotary_dim = int(self.head_dim * self.partial_rotary_factor)
             if rotary_dim <= 0 or rotary_dim % 2 or 2 * rotary_dim > self.head_dim:
@@ -112,7 +119,24 @@ class GLMConfig(PretrainedConfig):
                     f"head_dim={self.head_dim} x partial_rotary_factor={self.partial_rotary_factor} "
                     f"gives {rotary_dim}; use partial_rotary_factor <= 0.5 and an even result"
                 )
-        super().__post_init__(**kwargs)
+
+    @property
+    def base_model_tp_plan(self) -> dict[str, str]:
+        """Tensor-parallel plan of the base model, as transformers' ``GlmConfig`` has it: attention
+        heads split column-wise (q/k/v) and joined row-wise (o); GLM-4's fused ``gate_up_proj`` is
+        gathered before its ``chunk`` and ``down_proj`` takes the replicated input; GLM-1's plain MLP
+        splits column-then-row. transformers adds ``embed_tokens`` (vocabulary rows) and the heads'
+        plans (``lm_head``)."""
+        attention = {
+            "layers.*.self_attn.q_proj": "colwise",
+            "layers.*.self_attn.k_proj": "colwise",
+            "layers.*.self_attn.v_proj": "colwise",
+            "layers.*.self_attn.o_proj": "rowwise",
+        }
+        if self.architecture == "glm1":
+            return {**attention, "layers.*.mlp.up_proj": "colwise", "layers.*.mlp.down_proj": "rowwise"}
+        return {**attention, "layers.*.mlp.gate_up_proj": "colwise_gather_output",
+                "layers.*.mlp.down_proj": "rowwise_split_input"}
 
     @property
     def rotary_dim(self) -> int:

@@ -13,6 +13,8 @@ exported config as ``reward_offset`` (scores there are ours + offset) and a warn
 whose span-position half of the rotary channels starts at rotation 0, so users can align real GLM-4
 weights with blank infilling.
 
+RoPE scaling (``rope_parameters``: linear, dynamic, yarn, llama3, ...) carries over both ways.
+
 GLM-1 checkpoints have learned 2D position tables that ``GlmForCausalLM`` has no place for; they are
 refused with a clear error.
 """
@@ -20,6 +22,7 @@ refused with a clear error.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -62,11 +65,7 @@ def to_transformers_config(config: GLMConfig) -> GlmConfig:
             f"counterpart there). Serve it with glm_base, or pretrain a glm4 variant."
         )
     values = {name: getattr(config, name) for name in _SHARED_FIELDS}
-    values["rope_parameters"] = {
-        "rope_type": "default",
-        "rope_theta": config.rope_theta,
-        "partial_rotary_factor": config.partial_rotary_factor,
-    }
+    values["rope_parameters"] = dict(config.rope_parameters)  # type, theta, partial factor, any scaling
     hf_config = GlmConfig(**values)
     # GlmConfig fills missing special ids with GLM-4-9B's; keep ours (None stays None).
     hf_config.eos_token_id, hf_config.pad_token_id = config.eos_token_id, config.pad_token_id
@@ -79,9 +78,7 @@ def to_transformers_config(config: GLMConfig) -> GlmConfig:
 
 def from_transformers_config(config: GlmConfig) -> GLMConfig:
     rope = dict(config.rope_parameters or {})
-    if rope.get("rope_type", "default") != "default":
-        raise ExportError(f"rope_type {rope.get('rope_type')!r} is not supported; glm_base uses default RoPE")
-    factor = rope.get("partial_rotary_factor", 0.5)
+    factor = rope.setdefault("partial_rotary_factor", 0.5)
     if factor > 0.5:
         raise ExportError(
             f"partial_rotary_factor={factor}: the 2D RoPE needs the unrotated half of each head for "
@@ -89,7 +86,8 @@ def from_transformers_config(config: GlmConfig) -> GLMConfig:
         )
     values = {name: getattr(config, name) for name in _SHARED_FIELDS}
     return GLMConfig(
-        architecture="glm4", rope_theta=rope.get("rope_theta", 10000.0), partial_rotary_factor=factor,
+        architecture="glm4", rope_parameters=rope, rope_theta=rope.get("rope_theta", 10000.0),
+        partial_rotary_factor=factor,
         scaled_residual_init=False, reward_offset=getattr(config, "reward_offset", 0.0), **values,
     )
 
@@ -145,20 +143,50 @@ def import_from_transformers(checkpoint: str | Path, out: str | Path, dtype: tor
     return _convert(*_head_classes(config.architectures, ours=False), target_config, checkpoint, out, dtype)
 
 
+PARITY_TEXTS = ("Velda is the capital of Lorin.", "维达是洛林的首都。", "def f(x): return x * 2  # 代码")
+
+
+@torch.no_grad()
+def check_parity(source: str | Path, exported: str | Path, from_hf: bool = False) -> dict:
+    """Max |difference| between the two directories' outputs (logits, or scores) on a padded batch
+    of :data:`PARITY_TEXTS`; writes ``parity.json`` into ``exported``."""
+    source, exported = Path(source), Path(exported)
+    tokenizer = AutoTokenizer.from_pretrained(exported)
+    config = (GlmConfig if from_hf else GLMConfig).from_pretrained(source)
+    ours_cls, theirs_cls = _head_classes(config.architectures, ours=not from_hf)
+    a_model, b_model = ours_cls.from_pretrained(source).eval(), theirs_cls.from_pretrained(exported).eval()
+    batch = tokenizer(list(PARITY_TEXTS), return_tensors="pt", padding=True)
+    a, b = a_model(**batch), b_model(**batch)
+    if hasattr(a, "logits") and a.logits.dim() == 3:
+        mask = batch["attention_mask"].bool()
+        diff = float((a.logits - b.logits).abs()[mask].max())
+    else:
+        diff = float((a.logits - b.logits).abs().max())
+    result = {"max_abs_diff": diff, "texts": len(PARITY_TEXTS), "source": str(source), "exported": str(exported),
+              "class": theirs_cls.__name__}
+    (exported / "parity.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m glm_base.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", "--checkpoint", dest="checkpoint", required=True,
                         help="source model directory (a run's model/ or checkpoints/step-N/)")
     parser.add_argument("--out", required=True, help="directory to write")
     parser.add_argument("--from-hf", action="store_true", help="convert a transformers GlmForCausalLM into glm_base")
+    parser.add_argument("--check-parity", action="store_true",
+                        help="compare both directories' outputs on a few texts; write OUT/parity.json")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                         help="weight dtype to write (default: as stored)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     dtype = getattr(torch, args.dtype) if args.dtype else None
     convert = import_from_transformers if args.from_hf else export_to_transformers
-    out = run_main(lambda: convert(check_model_dir(args.checkpoint, "--checkpoint"), args.out, dtype))
+    out = run_main(lambda: convert(check_model_dir(args.checkpoint, "--model"), args.out, dtype))
     print(f"wrote {out}")
+    if args.check_parity:
+        result = check_parity(args.checkpoint, out, from_hf=args.from_hf)
+        print(f"parity: max |difference| {result['max_abs_diff']:.2e} over {result['texts']} texts ({out / 'parity.json'})")
 
 
 if __name__ == "__main__":

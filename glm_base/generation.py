@@ -116,5 +116,5 @@ def span_log_likelihoods(model, tokenizer, text: str, candidates: list[str]) -> 
         rows.append(build_row(tokens, [(at, at + len(span))], part_a[at], ids.sop, ids.eop))
     batch = pad_rows(rows, ids.pad)
     device = next(model.parameters()).device
-    logits = model(**{k: batch[k].to(device) for k in ("input_ids", "position_ids", "attention_mask", "part_a_length")}).logits
+    logits = model(**{k: batch[k].to(device) for k in ("input_ids", "position_ids", "attention_mask", "part_a_length")}, use_cache=False).logits
     return sequence_log_likelihoods(logits, batch["shift_labels"]).tolist()

@@ -24,7 +24,7 @@ def probe_features(model, examples: Sequence[ClozeExample], pad_id: int, kind: s
         chunk = examples[start:start + batch_size]
         rows = [ex.rows[0] for ex in chunk]
         batch = collate([ClozeExample([r], True, ex.label_tokens, ex.label, ex.lang) for r, ex in zip(rows, chunk)], pad_id)
-        out = model(**{k: batch[k].to(device) for k in MODEL_KEYS}, output_hidden_states=True)
+        out = model(**{k: batch[k].to(device) for k in MODEL_KEYS}, output_hidden_states=True, use_cache=False)
         hidden = out.hidden_states[-1].float()
         part_a = batch["part_a_length"].to(device)
         if kind == "sop":

@@ -1,7 +1,8 @@
 """GLM for causal and blank-infilling language modelling, GLM-1 and GLM-4 variants, in one file.
 
-Read top to bottom: the attention mask, 2D rotary embeddings, the block (attention + MLP), the
-model, the LM head with its loss and generation hooks.
+Read top to bottom: 2D rotary embeddings, the block (attention + MLP), the model, the LM head with
+its loss and generation hooks, the sequence-classification (reward) head. GLM's attention mask and
+the eager attention live in :mod:`glm_base.attention`.
 
 Inputs beyond the usual ``input_ids``/``attention_mask``:
 
@@ -31,19 +32,19 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
-from transformers.integrations.sdpa_attention import repeat_kv
-from transformers.masking_utils import and_masks, causal_mask_function, create_causal_mask, or_masks, sdpa_mask
-from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.loss.loss_utils import ForSequenceClassificationLoss
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
     SequenceClassifierOutputWithPast,
 )
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils.generic import TransformersKwargs, is_flash_attention_requested
+from transformers.utils.generic import TransformersKwargs
 from transformers.utils.output_capturing import capture_outputs
 
+from .attention import build_attention_mask, eager_attention_forward, glm_attention_mask  # noqa: F401 (re-exported)
 from .configuration import GLMConfig
 
 # Keyword arguments transformers' callers may pass to a forward (output flags, flash-attention varlen
@@ -60,109 +61,6 @@ def check_forward_kwargs(where: str, kwargs: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Attention mask: GLM's pattern as transformers mask functions, built once per forward.
-# --------------------------------------------------------------------------------------------
-
-
-def part_a_visible(part_a_length: torch.Tensor):
-    """Mask function: key ``kv`` lies in Part A of row ``b`` (visible to every query of the row)."""
-
-    def visible(batch_idx, head_idx, q_idx, kv_idx):
-        return kv_idx < part_a_length[batch_idx]
-
-    return visible
-
-
-def same_sequence(sequence_ids: torch.Tensor):
-    """Mask function: query and key belong to the same packed sequence. Keys beyond
-    ``sequence_ids`` (the empty tail of a static cache) belong to none."""
-    length = sequence_ids.shape[-1]
-
-    def same(batch_idx, head_idx, q_idx, kv_idx):
-        inside = kv_idx < length
-        q_seq = sequence_ids[batch_idx, q_idx.clamp(max=length - 1)]
-        kv_seq = sequence_ids[batch_idx, kv_idx.clamp(max=length - 1)]
-        return inside & (q_seq == kv_seq)
-
-    return same
-
-
-def glm_mask_functions(batch: int, device, part_a_length=None, sequence_ids=None):
-    """(or_mask_function, and_mask_function) for transformers' ``create_causal_mask``: Part A is
-    added to the causal pattern, packed sequences cut it. ``None`` where the input is absent."""
-    or_function = and_function = None
-    if part_a_length is not None:
-        part_a = torch.as_tensor(part_a_length, device=device).reshape(-1)
-        if part_a.numel() == 1 and batch > 1:
-            part_a = part_a.expand(batch)
-        or_function = part_a_visible(part_a)
-    if sequence_ids is not None:
-        and_function = same_sequence(sequence_ids.to(device))
-    return or_function, and_function
-
-
-def build_attention_mask(
-    batch_size: int,
-    query_length: int,
-    past_length: int,
-    device: torch.device,
-    attention_mask: torch.Tensor | None = None,
-    part_a_length: torch.Tensor | None = None,
-    sequence_ids: torch.Tensor | None = None,
-) -> torch.Tensor | None:
-    """GLM's mask as the boolean ``(B, 1, Lq, Lk)`` tensor SDPA takes (True = may attend), or
-    ``None`` for plain causal attention. For inspection and tests; the model builds the mask for its
-    attention backend with :func:`glm_attention_mask`.
-
-    Key ``k`` is visible to query ``q`` when ``k <= q`` or ``k`` lies in Part A (``k < part_a_length``),
-    the key is not padding, and both belong to the same packed sequence. Query indices count from
-    ``past_length`` (the KV cache).
-    """
-    or_function, and_function = glm_mask_functions(batch_size, device, part_a_length, sequence_ids)
-    mask_function = causal_mask_function
-    if or_function is not None:
-        mask_function = or_masks(mask_function, or_function)
-    if and_function is not None:
-        mask_function = and_masks(mask_function, and_function)
-    return sdpa_mask(
-        batch_size=batch_size, q_length=query_length, kv_length=past_length + query_length, q_offset=past_length,
-        mask_function=mask_function, attention_mask=None if attention_mask is None else attention_mask.bool(),
-        allow_is_causal_skip=or_function is None and and_function is None, device=device,
-    )
-
-
-def glm_attention_mask(config, inputs_embeds, attention_mask, cache, position_ids, part_a_length, sequence_ids):
-    """The mask for ``config``'s attention backend (boolean for sdpa, additive for eager, a
-    ``BlockMask`` for flex, the 2D padding mask or None for flash), through transformers'
-    ``create_causal_mask`` so static caches, padding and padding-free rows (``position_ids``
-    restarting, no ``attention_mask``) work as for transformers' own models.
-
-    A 4D ``attention_mask`` is custom and used as given (boolean or additive). Raises ValueError when
-    it comes with ``part_a_length``/``sequence_ids``, or when flash attention is asked to express
-    them: flash kernels know only causal attention over padding-free sequences.
-    """
-    glm_pattern = part_a_length is not None or sequence_ids is not None
-    if attention_mask is not None and attention_mask.dim() == 4:
-        if glm_pattern:
-            raise ValueError("a 4D attention_mask is used as given; fold part_a_length/sequence_ids into it "
-                             "instead of passing them too")
-        return attention_mask
-    if glm_pattern and is_flash_attention_requested(config):
-        raise ValueError(
-            f"attn_implementation={config._attn_implementation!r} cannot express GLM's blank-infilling mask "
-            f"(Part A bidirectional, packed sequence_ids); use 'sdpa', 'eager' or 'flex_attention' for "
-            f"inputs with part_a_length or sequence_ids"
-        )
-    or_function, and_function = glm_mask_functions(inputs_embeds.shape[0], inputs_embeds.device,
-                                                    part_a_length, sequence_ids)
-    return create_causal_mask(
-        config=config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache,
-        position_ids=None if glm_pattern else position_ids,
-        or_mask_function=or_function, and_mask_function=and_function,
-    )
-
-
-# --------------------------------------------------------------------------------------------
 # 2D rotary position embeddings (GLM-4 variant).
 # --------------------------------------------------------------------------------------------
 
@@ -170,29 +68,54 @@ def glm_attention_mask(config, inputs_embeds, attention_mask, cache, position_id
 class GLMRotaryEmbedding(nn.Module):
     """cos/sin for the 2D RoPE: ``rotary_dim`` channels by text position, as many by span position.
 
-    Frequencies follow transformers' ``GlmRotaryEmbedding``: ``theta^(-2i/rotary_dim)``, one per
-    interleaved pair of channels. They are computed on the fly (a few values) so there is no buffer to
-    save, load or re-initialise.
+    Text frequencies are transformers' for ``config.rope_parameters`` (``default``:
+    ``theta^(-2i/rotary_dim)``, one per interleaved pair of channels, as ``GlmRotaryEmbedding``; or a
+    scaled type from ``ROPE_INIT_FUNCTIONS`` with its attention scaling, and ``dynamic``/``longrope``
+    updates), so a GLM-4-variant model with scaled RoPE exports to ``GlmForCausalLM`` unchanged. Span
+    positions count inside one span (short), so the span half always uses the default frequencies
+    and no scaling: span position 0 is the identity, and plain causal input equals
+    ``GlmForCausalLM``'s whatever the scaling.
     """
 
     def __init__(self, config: GLMConfig):
         super().__init__()
+        self.config = config
         self.rotary_dim = config.rotary_dim
-        self.base = config.rope_theta
+        self.rope_type = config.rope_parameters.get("rope_type", "default")
+        self.max_seq_len_cached = self.original_max_seq_len = config.max_position_embeddings
+        if self.rope_type == "default":
+            inv_freq, self.attention_scaling = self.compute_default_rope_parameters(config)
+        else:
+            inv_freq, self.attention_scaling = ROPE_INIT_FUNCTIONS[self.rope_type](config)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("original_inv_freq", inv_freq.clone(), persistent=False)
 
-    def forward(self, text_positions: torch.Tensor, span_positions: torch.Tensor | None,
-                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positions (B, L) -> cos, sin of shape (B, 1, L, 2 * rotary_dim), or (B, 1, L, rotary_dim)
-        without span positions: the span half would rotate by 0, so it is left out and passes
-        unchanged (the plain causal case costs what GlmForCausalLM's RoPE costs). The choice depends
-        on whether span positions were given, never on their values, so it compiles to one graph."""
-        exponent = torch.arange(0, self.rotary_dim, 2, device=text_positions.device, dtype=torch.float32)
-        inv_freq = 1.0 / (self.base ** (exponent / self.rotary_dim))
-        halves = [text_positions] if span_positions is None else [text_positions, span_positions]
-        freqs = [p.float()[..., None] * inv_freq for p in halves]  # (B, L, rotary_dim/2) each
+    @staticmethod
+    def compute_default_rope_parameters(config: GLMConfig, device=None, **kwargs) -> tuple[torch.Tensor, float]:
+        """Unscaled frequencies ``theta^(-2i/rotary_dim)`` and attention scaling 1."""
+        exponent = torch.arange(0, config.rotary_dim, 2, dtype=torch.float32, device=device)
+        return 1.0 / (config.rope_theta ** (exponent / config.rotary_dim)), 1.0
+
+    def forward(self, x: torch.Tensor, text_positions: torch.Tensor,
+                span_positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions (B, L) -> cos, sin of shape (B, 1, L, 2 * rotary_dim) in ``x``'s dtype, or (B, 1, L,
+        rotary_dim) without span positions: the span half would rotate by 0, so it is left out and
+        passes unchanged (the plain causal case costs what GlmForCausalLM's RoPE costs). The choice
+        depends on whether span positions were given, never on their values (one compiled graph)."""
+        cos, sin = self.text_rotation(x, text_positions)
+        if span_positions is not None:
+            span_freq, _ = self.compute_default_rope_parameters(self.config, device=x.device)
+            angles = (span_positions.float()[..., None] * span_freq).repeat_interleave(2, dim=-1)
+            cos = torch.cat([cos, angles.cos().to(x.dtype)], dim=-1)
+            sin = torch.cat([sin, angles.sin().to(x.dtype)], dim=-1)
+        return cos[:, None], sin[:, None]
+
+    @dynamic_rope_update
+    def text_rotation(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # pair (2i, 2i+1) shares frequency i
-        freqs = torch.cat([f.repeat_interleave(2, dim=-1) for f in freqs], dim=-1)
-        return freqs.cos().to(dtype)[:, None], freqs.sin().to(dtype)[:, None]
+        angles = (position_ids.float()[..., None] * self.inv_freq.to(x.device)).repeat_interleave(2, dim=-1)
+        cos, sin = angles.cos() * self.attention_scaling, angles.sin() * self.attention_scaling
+        return cos.to(x.dtype), sin.to(x.dtype)
 
 
 def rotate_interleaved(x: torch.Tensor) -> torch.Tensor:
@@ -229,25 +152,6 @@ def make_norm(config: GLMConfig) -> nn.Module:
     if config.architecture == "glm1":
         return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
     return GLMRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-
-
-def eager_attention_forward(module, query, key, value, attention_mask, scaling: float, dropout: float = 0.0,
-                            **kwargs):
-    """Attention written out, returning its weights ``(B, heads, Lq, Lk)``. ``attention_mask`` may be
-    additive (float), boolean (True = attend) or None, which means what it means to SDPA here (the
-    mask sdpa skips): causal from the top-left corner for several queries, all keys for one."""
-    key = repeat_kv(key, module.num_key_value_groups)
-    value = repeat_kv(value, module.num_key_value_groups)
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is None and query.shape[2] > 1:
-        attention_mask = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool, device=query.device).tril()
-    if attention_mask is not None and attention_mask.dtype == torch.bool:
-        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-    elif attention_mask is not None:
-        scores = scores + attention_mask[..., : key.shape[-2]]
-    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = F.dropout(weights, p=dropout, training=module.training)
-    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
 class GLMAttention(nn.Module):
@@ -349,6 +253,7 @@ class GLMPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_record_outputs = {"hidden_states": GLMDecoderLayer, "attentions": GLMAttention}
+    _can_compile_fullgraph = True  # static-cache decoding compiles to one graph (generate's auto-compile)
 
     def _init_weights(self, module):
         """Normal(0, initializer_range); residual output projections (``o_proj``, ``down_proj``) with
@@ -427,7 +332,8 @@ class GLMModel(GLMPreTrainedModel):
     ) -> BaseModelOutputWithPast:
         """Final hidden states (and ``hidden_states``/``attentions`` of every layer when
         ``output_hidden_states``/``output_attentions`` is passed or set on the config; ``return_dict=False``
-        gives a tuple). ``past_key_values`` is an alias of ``cache``."""
+        gives a tuple). A given ``cache`` (or its alias ``past_key_values``) is continued and updated;
+        ``use_cache`` (default ``config.use_cache``) starts one when none is given and returns it."""
         check_forward_kwargs(f"{type(self).__name__}.forward", kwargs)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
@@ -443,7 +349,7 @@ class GLMModel(GLMPreTrainedModel):
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         past = cache.get_seq_length() if cache is not None else 0
-        if sequence_ids is not None and sequence_ids.shape[-1] != past + length:
+        if sequence_ids is not None and not torch.compiler.is_compiling() and sequence_ids.shape[-1] != past + length:
             raise ValueError(f"sequence_ids covers {sequence_ids.shape[-1]} positions, expected {past + length}")
         text, span = split_positions(position_ids, batch, length, past, inputs_embeds.device, attention_mask)
 
@@ -458,16 +364,17 @@ class GLMModel(GLMPreTrainedModel):
             span = torch.zeros_like(text) if span is None else span
             hidden = hidden + self.embed_positions(text) + self.embed_block_positions(span)
         else:
-            rotary = self.rotary(text, span, hidden.dtype)
+            rotary = self.rotary(hidden, text, span)
         hidden = self.embed_dropout(hidden)
 
         # Caller-given (B, L) positions may mark padding-free packed rows (positions restarting).
         packed_positions = position_ids if position_ids is not None and position_ids.dim() == 2 else None
-        mask = glm_attention_mask(self.config, inputs_embeds, attention_mask, None if fresh_cache else cache,
-                                  packed_positions, part_a_length, sequence_ids)
+        mask_cache = None if fresh_cache else cache
+        kv_length = past + length if mask_cache is None else cache.get_mask_sizes(length, 0)[0]  # static: its size
+        mask = glm_attention_mask(self.config, inputs_embeds, attention_mask, mask_cache, packed_positions,
+                                  part_a_length, sequence_ids, kv_length)
         for layer in self.layers:
-            hidden = layer(hidden, rotary=rotary, attention_mask=mask, cache=cache if use_cache else None,
-                           position_ids=text, **kwargs)
+            hidden = layer(hidden, rotary=rotary, attention_mask=mask, cache=cache, position_ids=text, **kwargs)
         hidden = self.norm(hidden)
         return BaseModelOutputWithPast(last_hidden_state=hidden, cache=cache if use_cache else None)
 
@@ -545,10 +452,15 @@ class GLMForCausalLM(GLMPreTrainedModel, GenerationMixin):
         return_dict = self.config.return_dict if return_dict is None else return_dict
         return result if return_dict else result.to_tuple()
 
-    def create_masks_for_generate(self, attention_mask=None, **kwargs):
-        """``generate`` with a static cache asks for the 4D mask ahead of the forward; ours is built
-        in the forward (it needs ``part_a_length``/``sequence_ids``, which this hook never sees), so
-        the 2D mask passes through."""
+    def create_masks_for_generate(self, config=None, inputs_embeds=None, attention_mask=None, cache=None, **kwargs):
+        """``generate`` asks for the mask ahead of the forward when the cache is static (compiled
+        decoding). Ours is built in the forward, which alone sees ``part_a_length``/``sequence_ids``;
+        here the 2D mask is only right-padded with zeros to the static cache's size, so every
+        decoding step has the same shapes (one compiled graph); the padding marks the cache's empty
+        slots, which are masked anyway."""
+        if attention_mask is not None and attention_mask.dim() == 2 and cache is not None:
+            kv_length = cache.get_mask_sizes(inputs_embeds.shape[1], 0)[0]
+            attention_mask = F.pad(attention_mask, (0, kv_length - attention_mask.shape[-1]))
         return attention_mask
 
     # --- generation hooks: 2D positions continue a span inside Part B ------------------------

@@ -171,7 +171,7 @@ def evaluate(model, accelerator, eval_docs, tokenizer, cfg: PretrainConfig, base
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             targets = batch.pop("shift_labels")
             with accelerator.autocast():
-                logits = model(**batch).logits.float()
+                logits = model(**batch, use_cache=False).logits.float()
             valid = targets != -100
             loss = torch.nn.functional.cross_entropy(logits[valid], targets[valid], reduction="sum")
             span_tokens = valid & (targets != eop)
@@ -192,11 +192,9 @@ def evaluate(model, accelerator, eval_docs, tokenizer, cfg: PretrainConfig, base
 
 # --- the loop ------------------------------------------------------------------------------------
 
-def load_documents(cfg: PretrainConfig, run: Run, tokenizer, collator):
+def load_documents(cfg: PretrainConfig, train_files: list[str], eval_files: list[str], tokenizer, collator):
     """Training source (chunks in memory, or a streaming source), evaluation chunks, the unigram
     baseline token and the data counts for the summary."""
-    with run.main_process_first():  # the main process builds the default world; the others wait
-        train_files, eval_files = resolve_files(cfg.data)
     ids = special_token_ids(tokenizer)
     pack = cfg.data.pack_documents
     train_docs, train_counts = None, {"streaming": 1}
@@ -234,8 +232,8 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     run = start_run(cfg, "pretrain")
     accelerator = run.accelerator
 
-    with run.main_process_first():
-        train_files, _ = resolve_files(cfg.data)
+    with run.main_process_first():  # the main process builds the default world; the others wait
+        train_files, eval_files = resolve_files(cfg.data)
     tokenizer = load_or_train_tokenizer(cfg, train_files, run)
     model = build_model(cfg, tokenizer)
     if cfg.gradient_checkpointing:
@@ -243,7 +241,7 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     collator = BlankInfillingCollator(tokenizer, max_length=cfg.data.max_length, mask_ratio=cfg.data.mask_ratio,
                                       poisson_lambda=cfg.data.poisson_lambda,
                                       objective_probs=cfg.data.objective_probs, seed=cfg.seed)
-    train_docs, source, eval_docs, baseline_token, data_counts = load_documents(cfg, run, tokenizer, collator)
+    train_docs, source, eval_docs, baseline_token, data_counts = load_documents(cfg, train_files, eval_files, tokenizer, collator)
     logger.info("data: %s", data_counts)
 
     optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.max_steps)

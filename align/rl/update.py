@@ -71,7 +71,7 @@ def policy_step_loss(model, batch: dict, num_items: torch.Tensor, *, args: PPOUp
         loss = loss - args.entropy_coef * entropy
         metrics.update(entropy_metrics)
     if "ptx" in batch:
-        ptx_loss = model(**batch["ptx"], num_items_in_batch=batch["ptx_num_items"]).loss
+        ptx_loss = model(**batch["ptx"], num_items_in_batch=batch["ptx_num_items"], use_cache=False).loss
         loss = loss + args.ptx_coef * ptx_loss
         metrics["ptx_loss"] = ptx_loss.detach()
     return loss, metrics

@@ -53,14 +53,15 @@ class StepResult:
 
 
 def causal_lm_loss(model, batch: dict, num_items: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """The model's own loss over its ``labels``/``shift_labels``, summed and divided by ``num_items``."""
-    return model(**batch, num_items_in_batch=num_items).loss, {}
+    """The model's own loss over its ``labels``/``shift_labels``, summed and divided by ``num_items``
+    (no KV cache: training never reuses one)."""
+    return model(**batch, num_items_in_batch=num_items, use_cache=False).loss, {}
 
 
 def targets_only_loss(model, batch: dict, num_items: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """:func:`causal_lm_loss` for models taking ``return_logits=False`` (GLMForCausalLM): the output
     layer runs only at positions with a target, which in blank infilling skips most of each row."""
-    return model(**batch, num_items_in_batch=num_items, return_logits=False).loss, {}
+    return model(**batch, num_items_in_batch=num_items, return_logits=False, use_cache=False).loss, {}
 
 
 def global_count(accelerator, local_count: float) -> float:

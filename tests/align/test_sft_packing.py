@@ -9,7 +9,6 @@ from sft_helpers import small_tokenizer, tiny_model
 
 from align.packing import (
     collate,
-    count_loss_items,
     make_rows,
     model_inputs,
     pack_examples,
@@ -77,11 +76,12 @@ def test_collate_glm4_packed_exact():
     assert batch["attention_mask"].tolist() == [[1] * 7, [1, 1, 0, 0, 0, 0, 0]]
     assert batch["shift_labels"].tolist() == [[X, 12, 13, X, 21, X, X], [31, X, X, X, X, X, X]]
     assert batch["loss_weights"].tolist() == [[0, .5, .5, 0, 1, 0, 0], [1, 0, 0, 0, 0, 0, 0]]
-    assert (int(batch["num_examples"]), int(batch["num_target_tokens"]), int(batch["num_loss_items"])) == (3, 4, 3)
+    assert batch["num_examples"].tolist() == [2, 1] and batch["num_target_tokens"].tolist() == [3, 1]
+    assert batch["num_loss_items"].tolist() == [2, 1]
     assert "part_a_length" not in batch
     tokens = collate([[e1, e2], [e3]], pad_id=1, loss_weighting="token")
     assert tokens["loss_weights"].tolist() == [[0, 1, 1, 0, 1, 0, 0], [1, 0, 0, 0, 0, 0, 0]]
-    assert int(tokens["num_loss_items"]) == 4
+    assert tokens["num_loss_items"].tolist() == [3, 1]
     unpacked = collate([[e1], [e2]], pad_id=1)
     assert "sequence_ids" not in unpacked and unpacked["position_ids"].shape == (2, 4)
 
@@ -122,8 +122,8 @@ def test_packed_equals_unpacked(arch):
     packed = collate(rows, tok.pad_token_id)
     with torch.no_grad():
         packed_logits = model(**model_inputs(packed)).logits
-        packed_loss = sft_loss(model, packed)
-        singles = []
+        packed_loss, metrics = sft_loss(model, packed)
+        singles, accuracies = [], []
         for r, row in enumerate(rows):
             for k, ex in enumerate(row):
                 alone = collate([[ex]], tok.pad_token_id)
@@ -132,14 +132,17 @@ def test_packed_equals_unpacked(arch):
                 assert mine.shape == out.logits[0].shape
                 assert torch.allclose(mine, out.logits[0], atol=1e-5, rtol=0), (arch, r, k)
                 singles.append(out.loss)  # the model's own per-example token mean
-                assert torch.allclose(sft_loss(model, alone), out.loss, atol=1e-6)
-    assert int(packed["num_examples"]) == len(examples)
+                assert torch.allclose(sft_loss(model, alone)[0], out.loss, atol=1e-6)
+                accuracies.append((out.logits[0].argmax(-1) == alone["shift_labels"][0]).float().sum()
+                                  / ex.num_targets)
+    assert int(packed["num_examples"].sum()) == len(examples)
+    assert abs(float(metrics["accuracy"]) - float(torch.stack(accuracies).mean())) <= 1e-6
     # LongAlign: the packed batch's loss is the mean of per-example mean losses
     assert abs(float(packed_loss) - float(torch.stack(singles).mean())) <= 1e-5
     # token weighting: the mean over all target tokens (long examples weigh more)
     tokens = collate(rows, tok.pad_token_id, loss_weighting="token")
     with torch.no_grad():
-        token_loss = sft_loss(model, tokens)
+        token_loss, _ = sft_loss(model, tokens)
     n = torch.tensor([float(ex.num_targets) for row in rows for ex in row])
     assert abs(float(token_loss) - float((torch.stack(singles) * n).sum() / n.sum())) <= 1e-5
     assert abs(float(token_loss) - float(packed_loss)) > 1e-3  # the two weightings do differ here
@@ -147,18 +150,18 @@ def test_packed_equals_unpacked(arch):
 
 def test_weighted_loss_exact_under_accumulation_and_processes():
     """A global batch split over 2 processes x up to 2 micro-batches, each normalised by the global
-    count (count_loss_items), sums to the one-batch loss, and so do the gradients. (Here one process
-    sums every share's gradients; DDP averages them over P processes, so a trainer multiplies each
-    loss by P.)"""
+    count (the collated num_loss_items of the whole batch), sums to the one-batch loss, and so do the gradients. (Here one process
+    sums every share's gradients; in training, train_step divides the normaliser by processes x
+    accumulation because DDP averages and accelerate divides.)"""
     tok = small_tokenizer()
     model = tiny_model("glm4", len(tok))
     examples = [render_messages(c, tok, "glm4") for c in CONVERSATIONS]
     rows = [[examples[0], examples[1]], [examples[2]], [examples[3]]]
     for weighting in ("example", "token"):
-        normaliser = count_loss_items(rows, weighting)
+        normaliser = int(collate(rows, tok.pad_token_id, loss_weighting=weighting)["num_loss_items"].sum())
         assert normaliser == (4 if weighting == "example" else sum(ex.num_targets for ex in examples))
         model.zero_grad()
-        whole = sft_loss(model, collate(rows, tok.pad_token_id, loss_weighting=weighting), normaliser)
+        whole, _ = sft_loss(model, collate(rows, tok.pad_token_id, loss_weighting=weighting), normaliser)
         whole.backward()
         grad_whole = model.model.embed_tokens.weight.grad.clone()
         model.zero_grad()
@@ -168,7 +171,7 @@ def test_weighted_loss_exact_under_accumulation_and_processes():
             for micro in ([share[0]], share[1:]):
                 if not micro:
                     continue
-                loss = sft_loss(model, collate(micro, tok.pad_token_id, loss_weighting=weighting), normaliser)
+                loss, _ = sft_loss(model, collate(micro, tok.pad_token_id, loss_weighting=weighting), normaliser)
                 loss.backward()
                 total += float(loss.detach())
         assert abs(total - float(whole.detach())) <= 1e-5

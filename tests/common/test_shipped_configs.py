@@ -17,7 +17,10 @@ REPO = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = {
     "pretrain": ("glm_base.pretrain", "PretrainConfig"),
     "cloze": ("glm_base.cloze", "ClozeConfig"),
+    "sft": ("align.sft", "SFTConfig"),
     "annotation": ("annotation_ui", "annotation_ui.app:ServeConfig"),
+    "pipeline": ("align.pipeline", "PipelineConfig"),
+    "dpo": ("align.dpo", "DPOConfig"),
     "ppo": ("align.ppo", "PPOConfig"),
 }
 

@@ -107,7 +107,12 @@ def test_base_model_takes_past_key_values(arch):
         full = model.model(ids).last_hidden_state
         first = model.model(ids[:, :6], use_cache=True)
         rest = model.model(ids[:, 6:], past_key_values=first.past_key_values).last_hidden_state
-    torch.testing.assert_close(rest, full[:, 6:], rtol=0, atol=1e-5)
+        torch.testing.assert_close(rest, full[:, 6:], rtol=0, atol=1e-5)
+        first = model.model(ids[:, :6], use_cache=True)
+        model.config.use_cache = False  # as trainers set it: a given cache is still continued
+        unreturned = model.model(ids[:, 6:], past_key_values=first.past_key_values)
+    assert unreturned.past_key_values is None
+    torch.testing.assert_close(unreturned.last_hidden_state, full[:, 6:], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", VARIANTS)

@@ -142,3 +142,24 @@ def test_shard_rows_gives_each_process_its_rows_and_an_idle_process_an_ignored_r
     idle = shard_rows(batch, 3, 4, ignore={"labels": -100})
     assert idle["input_ids"].tolist() == [[0, 1]] and idle["labels"].tolist() == [[-100, -100]]
     assert "name" not in idle
+
+
+@pytest.mark.slow
+def test_the_default_world_is_built_once_by_the_main_process(tmp_path):
+    """Two ranks (torchrun, gloo) need the default world: the main process builds it, the other waits
+    at the barrier and reuses it (before, every process built its own)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    log = tmp_path / "builds.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLM_ALIGN_DATA": str(tmp_path / "data"), "BUILD_LOG": str(log),
+           "PYTHONPATH": str(repo)}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(repo / "tests" / "glm_base" / "world_build_two_ranks.py"), str(tmp_path / "run")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert log.read_text().split() == ["0"]
+    assert (tmp_path / "data" / "world" / "tiny-seed0" / "manifest.json").is_file()

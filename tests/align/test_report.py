@@ -1,0 +1,93 @@
+"""align.report: report.md and a self-contained report.html say the same thing, escape text, and
+render in a real browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from align.report import build_report
+from common.errors import UserError
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def fake_run(tmp_path: Path) -> Path:
+    """A run directory as the pipeline leaves it, with hand-written figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = tmp_path / "run"
+    (run / "pretrain").mkdir(parents=True)
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [3.0, 2.0, 1.5])
+    fig.savefig(run / "pretrain" / "loss_curve.png")
+    plt.close(fig)
+    (run / "sft").mkdir()
+    (run / "sft" / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "train/loss": 3 - s / 10}) + "\n"
+                                                       for s in range(1, 6)))
+    stages = {
+        "world": {"seconds": 1.2},
+        "pretrain": {"seconds": 170.0, "steps": 400, "tokens_seen": 2_000_000, "eval/blank/loss": 2.98,
+                     "eval/blank/accuracy": 0.255, "eval/blank/unigram_accuracy": 0.043},
+        "fact_probe": {"seconds": 30.0, "probes": 300, "accuracy": 0.0, "choice_accuracy": 0.063, "chance": 0.059,
+                       "majority": 0.073},
+        "sft": {"seconds": 60.0, "eval/loss": 1.23},
+    }
+    (run / "summary.json").write_text(json.dumps({"stages": stages}))
+    (run / "metrics.json").write_text(json.dumps({
+        "sft": {"mixing_rate": 0.2, "mixing_rate_ci": [0.15, 0.26], "needless_refusal_rate": 0.1},
+        "ppo": {"mixing_rate": 0.05, "mixing_rate_ci": [0.03, 0.09], "needless_refusal_rate": 0.02}}))
+    (run / "samples.jsonl").write_text(json.dumps({"lang": "zh", "prompt": "灯塔在哪里？<script>x</script>",
+                                                   "sft": "在北边。", "ppo": "灯塔在北边的悬崖上。"}, ensure_ascii=False) + "\n")
+    return run
+
+
+def test_report_sections_tables_and_escaping(tmp_path):
+    run = fake_run(tmp_path)
+    md, page = build_report(run)
+    text, markup = md.read_text(encoding="utf-8"), page.read_text(encoding="utf-8")
+    for title in ("Stages", "Pretraining (blank infilling)", "Fact probe", "Supervised fine-tuning",
+                  "Alignment metrics by stage (95% intervals)", "Sample responses"):
+        assert f"## {title}" in text and f"<h2>{title.replace('(', '(')}</h2>" in markup
+    assert "| blank | 2.980 | 0.255 | 0.043 |" in text
+    assert "| ppo | 0.050 [0.030, 0.090] | 0.020 |" in text.replace(" | – | – | – |", " |")
+    assert "generated exactly 0.0%," in text and "tiny_facts" in text  # the fact probe says why facts are absent
+    assert "<script>x</script>" not in markup and "&lt;script&gt;x&lt;/script&gt;" in markup
+    assert markup.count("data:image/png;base64,") == 2  # pretraining loss, SFT curves: self-contained
+    assert "src=\"report_figures" not in markup and "![pretraining loss](pretrain/loss_curve.png)" in text
+
+
+def test_report_needs_a_pipeline_run(tmp_path):
+    with pytest.raises(UserError, match="no summary.json"):
+        build_report(tmp_path)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/services.sh installs it)")
+def test_report_renders_in_chromium(tmp_path):
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    from playwright.sync_api import sync_playwright
+
+    _, page_path = build_report(fake_run(tmp_path))
+    shot = Path(__file__).resolve().parents[1] / "artifacts" / "report.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(page_path.as_uri())
+            assert page.locator("h2").count() == 6
+            sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+            assert sizes and all(done and width > 100 for done, width in sizes)
+            assert "灯塔在北边的悬崖上。" in page.locator("section").last.inner_text()
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 20_000
