@@ -222,14 +222,23 @@ class PPOConfig(TrainArgs):
 
 # --- setup pieces --------------------------------------------------------------------------------
 
-def check_engine(cfg: PPOConfig) -> None:
-    """Refuse a vLLM rollout of a GLM-1 policy before anything is built."""
+def check_inputs(cfg: PPOConfig) -> None:
+    """Before the run directory is made: the model directories exist, and a vLLM rollout of a GLM-1
+    policy is refused."""
+    from glm_base.loading import check_model_dir
+
+    policy_dir = check_model_dir(cfg.model.init_from, "policy (model.init_from)",
+                                 hint="train one first: python -m align.sft --config configs/sft/tiny.yaml")
+    if cfg.reward.model:
+        check_model_dir(cfg.reward.model, "reward model (reward.model)",
+                        hint="train one: python -m rewards.train --config configs/rm/tiny.yaml")
+    if cfg.model.ref != "copy":
+        check_model_dir(cfg.model.ref, "reference model (model.ref)")
     if cfg.rollout.engine != "vllm":
         return
     from align.rl.vllm_engine import GLM1_MESSAGE
-    from glm_base.loading import check_model_dir
 
-    config = json.loads((check_model_dir(cfg.model.init_from, "policy (model.init_from)") / "config.json").read_text())
+    config = json.loads((policy_dir / "config.json").read_text())
     if config.get("architecture") == "glm1":
         raise UserError(f"rollout.engine=vllm cannot serve the GLM-1 policy {cfg.model.init_from}: {GLM1_MESSAGE} "
                         f"(set rollout.engine=hf)")
@@ -502,7 +511,7 @@ def write_samples(run: Run, step: int, table: list[dict]) -> None:
 # --- the loop ------------------------------------------------------------------------------------
 
 def run(cfg: PPOConfig) -> dict[str, Any]:
-    check_engine(cfg)
+    check_inputs(cfg)
     run = start_run(cfg, "ppo")
     accelerator = run.accelerator
     policy, reference, tokenizer, reward_model, reward_tokenizer, critic = load_models(cfg)
