@@ -636,7 +636,7 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
             texts = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in rollout.responses()]
             scored = scorer.score([r.messages for r in sample_rows], texts,
                                   [rule_metadata(r, t) for r, t in zip(sample_rows, rollout.truncated.tolist())])
-            raw = scored.total
+            raw = scored.total.to(device)  # on the device: the reward statistics are gathered (NCCL on GPUs)
             if not torch.isfinite(raw).all():
                 raise NonFiniteLoss("reward", step)
             scores = raw
