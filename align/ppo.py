@@ -526,7 +526,6 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
                                          cfg.data.world_seed, cfg.data.max_length)
     if cfg.rollout.prompts_per_step % run.world:
         raise UserError(f"rollout.prompts_per_step={cfg.rollout.prompts_per_step} must split evenly over {run.world} processes")
-    local_responses = cfg.responses_per_step // run.world
     if cfg.ppo.minibatch_size % (run.world * cfg.grad_accum):
         raise UserError(f"ppo.minibatch_size={cfg.ppo.minibatch_size} must split over {run.world} processes x "
                         f"grad_accum={cfg.grad_accum} micro-batches")
