@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install test test-fast test-gpu demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
+
+# GPU/vLLM tests (CUDA machine; pip install -e ".[vllm]" first); they skip with a reason elsewhere
+test-gpu: install
+	$(PY) -m pytest -q tests/gpu
 
 demo: install
 	$(PY) -m align.pipeline --config configs/pipeline/demo.yaml output_dir=$(DEMO_DIR)

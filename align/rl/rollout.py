@@ -208,8 +208,10 @@ class HFRollout:
 
     # Logit processors pinned off: ``generate`` fills every setting left unset from the checkpoint's
     # generation_config.json, and any of these would change what is sampled without changing the
-    # log-probs PPO computes (log_softmax(logits / temperature)).
-    NEUTRAL = dict(repetition_penalty=1.0, no_repeat_ngram_size=0, min_length=0, min_new_tokens=0, min_p=0.0,
+    # log-probs PPO computes (log_softmax(logits / temperature)). ``min_new_tokens=0`` also overrides
+    # a checkpoint's ``min_length`` (generate sets min_length = prompt + min_new_tokens); setting
+    # both made transformers warn on every call.
+    NEUTRAL = dict(repetition_penalty=1.0, no_repeat_ngram_size=0, min_new_tokens=0, min_p=0.0,
                    typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0, num_beams=1, guidance_scale=1.0)
 
     def generation_config(self) -> GenerationConfig:

@@ -21,6 +21,7 @@ ENTRY_POINTS = {
     "annotation": ("annotation_ui", "annotation_ui.app:ServeConfig"),
     "pipeline": ("align.pipeline", "PipelineConfig"),
     "dpo": ("align.dpo", "DPOConfig"),
+    "ppo": ("align.ppo", "PPOConfig"),
 }
 
 
