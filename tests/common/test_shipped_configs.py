@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = {
     "pretrain": ("glm_base.pretrain", "PretrainConfig"),
     "cloze": ("glm_base.cloze", "ClozeConfig"),
+    "rm": ("rewards.train", "RMConfig"),
     "annotation": ("annotation_ui", "annotation_ui.app:ServeConfig"),
 }
 
