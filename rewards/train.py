@@ -249,7 +249,7 @@ def run(cfg: RMConfig) -> dict[str, Any]:
                 err.step = step
                 raise
             scheduler.step()
-            window.add(result, tokens=sum(int(b["attention_mask"].sum()) for b in local) * run.world)
+            window.add(result, tokens=sum(len(ids) for mb in micro for g in mb for ids in g.input_ids))
             progress.update(1)
             progress.set_postfix(loss=f"{result.loss:.3f}", acc=f"{result.metrics['accuracy']:.2f}")
             if run.should_log(step):
