@@ -15,9 +15,10 @@ For every scorer, on every ordered pair the rankings imply:
   **A tie (equal scores) counts as half right**: a rule that gives two responses the same score is at
   chance on that pair;
 - **ties**: the share of pairs scored equal;
-- **calibration**: each pair in both orientations, binned by reward gap; the observed P(first wins)
-  per bin against σ(gap), the Bradley–Terry prediction (meaningful for reward models, whose gaps are
-  logits; rules' scores are not), and the expected calibration error;
+- **calibration**: each pair in both orientations, binned by reward gap ``r_first - r_second``; per
+  bin, how often the first response is the preferred one against σ(gap), the Bradley–Terry
+  prediction (meaningful for reward models, whose gaps are logits; rules' scores are not), and the
+  expected calibration error;
 - **length**: Spearman correlation of reward and response length (characters), and accuracy on the
   pairs where the chosen response is the longer vs the shorter one: a reward that has learnt "longer
   is better" is right on the first kind and wrong on the second (a reward-hacking signal);
@@ -149,11 +150,12 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def calibration(outcomes: Sequence[PairOutcome], bins: int = 10) -> dict:
-    """Both orientations of every pair binned by gap: mean gap, σ(mean gap), observed win rate, count;
-    ECE = count-weighted mean |observed - predicted| (ties count as half a win)."""
+    """Both orientations of every pair binned by gap ``r_first - r_second``: mean gap, mean σ(gap),
+    the observed share of entries whose first response is the preferred one, count; ECE =
+    count-weighted mean |observed - predicted|. The label is the preference, never the scores."""
     gaps = np.array([o.chosen_score - o.rejected_score for o in outcomes] +
                     [o.rejected_score - o.chosen_score for o in outcomes])
-    wins = np.array([o.outcome for o in outcomes] + [1.0 - o.outcome for o in outcomes])
+    wins = np.array([1.0] * len(outcomes) + [0.0] * len(outcomes))
     predicted = 1 / (1 + np.exp(-gaps))
     edges = np.unique(np.quantile(gaps, np.linspace(0, 1, bins + 1)))
     index = np.clip(np.searchsorted(edges, gaps, side="right") - 1, 0, max(len(edges) - 2, 0))
@@ -259,7 +261,7 @@ def markdown(report: dict, data: str, resamples: int) -> str:
                    f"({length['pairs_chosen_longer']}) | {_fmt(length['accuracy_chosen_shorter'])} "
                    f"({length['pairs_chosen_shorter']}) |")
     out += ["", "## Calibration", "",
-            "Each pair in both orientations, binned by reward gap: observed P(first wins) against σ(gap). "
+            "Each pair in both orientations, binned by reward gap r_first - r_second: how often the first is the preferred response, against σ(gap). "
             "Only a reward model's gaps are logits; for rules σ(gap) is not a prediction.", "",
             "| scorer | ECE | bins (gap: observed / σ(gap), n) |", "|---|---|---|"]
     for name, r in report.items():
@@ -292,7 +294,7 @@ def plots(report: dict, scores: dict, groups, out: Path) -> None:
 
     names = list(report)
     categories = sorted({c for r in report.values() for c in r["by_category"]})
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * (len(categories) + 1)), 3.8))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * (len(categories) + 1)), 4.6))
     width = 0.8 / len(names)
     for k, name in enumerate(names):
         values = [report[name]["accuracy"]] + [report[name]["by_category"].get(c, float("nan")) for c in categories]
@@ -301,7 +303,7 @@ def plots(report: dict, scores: dict, groups, out: Path) -> None:
     ax.set_ylim(0, 1.05)
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_ylabel("pairwise accuracy")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncol=min(len(names), 3), loc="upper center", bbox_to_anchor=(0.5, -0.3))
     fig.tight_layout()
     fig.savefig(out / "accuracy_by_category.png", dpi=120)
     plt.close(fig)

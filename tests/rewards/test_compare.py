@@ -94,6 +94,10 @@ def test_kendall_tau_b_spearman_and_calibration_by_hand():
     # one pair won with gap 2: observed 1 at gap +2 (σ = 0.881), 0 at gap -2 (σ = 0.119)
     won = calibration([PairOutcome(0, "c", "en", 3.0, 1.0)])
     assert won["ece"] == pytest.approx(1 - 1 / (1 + 2.718281828 ** -2), rel=1e-6)
+    # a pair the scorer gets wrong by 2: the preferred response is first at gap -2 (σ = 0.119)
+    lost = calibration([PairOutcome(0, "c", "en", 1.0, 3.0)])
+    assert [(b["gap"], b["observed"]) for b in lost["bins"]] == [(-2.0, 1.0), (2.0, 0.0)]
+    assert lost["ece"] == pytest.approx(1 / (1 + 2.718281828 ** -2), rel=1e-6)
 
 
 @pytest.mark.parametrize("scorer, expected", [("rules:nonsense", "unknown rule 'rules:nonsense'"),
