@@ -18,6 +18,7 @@ ENTRY_POINTS = {
     "pretrain": ("glm_base.pretrain", "PretrainConfig"),
     "cloze": ("glm_base.cloze", "ClozeConfig"),
     "sft": ("align.sft", "SFTConfig"),
+    "rm": ("rewards.train", "RMConfig"),
     "annotation": ("annotation_ui", "annotation_ui.app:ServeConfig"),
     "pipeline": ("align.pipeline", "PipelineConfig"),
     "dpo": ("align.dpo", "DPOConfig"),
