@@ -55,17 +55,3 @@ def ranked_rows(n: int, seed: int = 0) -> list[dict]:
         rows.append({"id": f"r{i}", "lang": ["en", "zh"][i % 2], "category": ["help", "safe"][(i // 2) % 2],
                      "prompt": f"question {i}?", "responses": responses, "ranking": ranking})
     return rows
-
-
-def launch_two_processes(module: str, args: list[str], cwd) -> None:
-    """``python -m module args`` as two data-parallel CPU processes (torchrun, gloo), as
-    tests/glm_base/conftest.py's fixture of the same name does."""
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise AssertionError(f"two-process {module} failed:\n{done.stderr[-3000:]}")

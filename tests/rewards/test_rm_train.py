@@ -13,7 +13,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rm_helpers import launch_two_processes, ranked_rows, tiny_model_dir, write_jsonl  # noqa: E402
+from rm_helpers import ranked_rows, tiny_model_dir, write_jsonl  # noqa: E402
 
 from common.config import load_config  # noqa: E402
 from rewards.train import RMConfig, main, run  # noqa: E402
@@ -192,7 +192,7 @@ def test_lora_trains_adapters_and_saves_a_merged_reward_model(files, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one(files, tmp_path):
+def test_two_processes_equal_one(files, tmp_path, launch_two_processes):
     one = tmp_path / "one"
     train(files, one, "batch_size=4", "grad_accum=2")
     two = tmp_path / "two"
