@@ -52,6 +52,7 @@ class PipelineConfig:
     quick: bool = field(default=False, metadata={"help": "a few steps per stage (a smoke test of the wiring)"})
     fact_probe_limit: int = field(default=300, metadata={"help": "held-out facts probed"})
     feedback_prompts: int = field(default=60, metadata={"help": "prompts the SFT model answers for the annotation loop"})
+    eval_prompts: int = field(default=200, metadata={"help": "held-out prompts per model in the final evaluation"})
 
 
 DEFAULT_CONFIGS = {"pretrain": "configs/pretrain/tiny.yaml", "cloze": "configs/cloze/tiny.yaml",
@@ -72,6 +73,7 @@ class Stage:
     command: Callable[["Context"], list[str]]
     figures: Callable[["Context"], dict[str, Any]] = lambda ctx: {}
     needs_config: bool = False
+    uses: tuple[str, ...] = ()  # stages whose output it reads when they ran (reruns with them)
 
 
 @dataclass
@@ -169,6 +171,21 @@ STAGES: list[Stage] = [
                               f"reward.model={c.dir('rm') / 'model'}"),
           lambda c: _json(c.dir("ppo") / "eval.json"), needs_config=True),
 ]
+
+
+def evaluate_command(c: Context) -> list[str]:
+    """Alignment metrics of every policy this run trained, side by side (align.evaluate)."""
+    names = [n for n in ("pretrain", "sft", "dpo", "ppo") if (c.dir(n) / "model" / "config.json").is_file()]
+    labels = ["base" if n == "pretrain" else n for n in names]
+    quick = ["--prompts", "8", "--heldout-rows", "8", "--max-new-tokens", "16"] if c.cfg.quick else \
+        ["--prompts", str(c.cfg.eval_prompts), "--heldout-rows", str(c.cfg.eval_prompts)]
+    return [PY, "-m", "align.evaluate", "--model", *[str(c.dir(n) / "model") for n in names], "--names", *labels,
+            "--world-scale", c.cfg.world_scale, "--world-seed", str(c.cfg.world_seed), *quick,
+            "--out", str(c.dir("evaluate") / "metrics.json"), "--report-dir", str(c.out)]
+
+
+STAGES.append(Stage("evaluate", "alignment metrics of base, SFT, DPO and PPO on held-out world prompts", ("sft",),
+                    evaluate_command, lambda c: _json(c.out / "metrics.json"), uses=("dpo", "ppo")))
 BY_NAME = {s.name: s for s in STAGES}
 
 
@@ -205,7 +222,7 @@ def downstream(names: list[str]) -> set[str]:
     while changed:
         changed = False
         for stage in STAGES:
-            if stage.name not in out and out & set(stage.after):
+            if stage.name not in out and out & set(stage.after + stage.uses):
                 out.add(stage.name)
                 changed = True
     return out

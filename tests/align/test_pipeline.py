@@ -56,7 +56,8 @@ def test_micro_pipeline_runs_skips_and_forces(tmp_path, monkeypatch):
 def test_force_takes_every_dependent_stage():
     assert downstream(["pretrain"]) >= {"pretrain", "infill", "fact_probe", "export", "cloze", "sft", "rm", "dpo", "ppo"}
     assert "world" not in downstream(["pretrain"])
-    assert downstream(["sft"]) == {"sft", "feedback", "rm", "dpo", "ppo"}
+    assert downstream(["sft"]) == {"sft", "feedback", "rm", "dpo", "ppo", "evaluate"}
+    assert downstream(["ppo"]) == {"ppo", "evaluate"}
     assert downstream(["annotation"]) == {"annotation"}
 
 
