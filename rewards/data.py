@@ -21,11 +21,13 @@ response is encoded once however many pairs it is in (InstructGPT's K-way batchi
 (``bad_messages``), responses missing or not a list of strings (``bad_responses``), one response only
 (``one_response``), an empty response (``empty_response``), the same response twice
 (``duplicate_response``), a ranking of another length than the responses (``ranking_length``), a rank
-that is not an integer in 1..K or no rank 1 (``bad_rank``), every response tied (``no_pairs``), a bad
+that is not an integer in 1..K or no rank 1 (``bad_rank``), a bad
 margin (``bad_margin``) or too long to fit ``max_length`` (``too_long``) -- raises
 :class:`PreferenceDataError` naming the file, row and field with ``bad_rows="error"``, or is dropped and
 counted by reason with ``bad_rows="drop"`` (the counts go to the run's ``summary.json``). A line that is
-not JSON is always an error (the file is broken, not the row).
+not JSON is always an error (the file is broken, not the row). A ranking that ties every response is
+valid annotation ("all equally good") but teaches no preference: it is skipped and counted as
+``all_tied`` under either policy.
 
 **Rendering.** Each (prompt, response) is rendered with the tokenizer's chat template
 (``apply_chat_template(context + [assistant reply])``) followed by the token that ends a reply
@@ -68,6 +70,10 @@ class PreferenceDataError(UserError):
     def __init__(self, path: str, line: int, field: str, reason: str, problem: str):
         self.path, self.line, self.field, self.reason = path, line, field, reason
         super().__init__(f"{path}: row {line}: field {field!r}: {problem} [{reason}]")
+
+
+class _AllTied(Exception):
+    """A valid ranking in which every response ties: no pair to learn from."""
 
 
 class _Bad(Exception):
@@ -114,11 +120,12 @@ class DataReport:
     pairs: int = 0
     dropped: Counter = field(default_factory=Counter)
     truncated: int = 0
+    all_tied: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "groups": self.groups, "pairs": self.pairs,
                 "dropped": dict(sorted(self.dropped.items())), "dropped_total": sum(self.dropped.values()),
-                "truncated": self.truncated}
+                "truncated": self.truncated, "all_tied": self.all_tied}
 
 
 # --- reading and checking ----------------------------------------------------------------------
@@ -189,7 +196,7 @@ def _ranking_group(row: dict) -> PreferenceGroup:
         raise _Bad("bad_rank", "ranking", "expected the best response to have rank 1")
     pairs = ranking_pairs(ranking)
     if not pairs:
-        raise _Bad("no_pairs", "ranking", "every response has the same rank: no preference to learn")
+        raise _AllTied()
     return PreferenceGroup(context, responses, pairs, ranking=list(ranking))
 
 
@@ -245,6 +252,9 @@ def read_preferences(paths: str | Path | Sequence[str | Path], bad_rows: str = "
             report.rows += 1
             try:
                 group = parse_row(row)
+            except _AllTied:
+                report.all_tied += 1
+                continue
             except _Bad as bad:
                 if bad_rows == "error":
                     raise PreferenceDataError(str(path), line, bad.field, bad.reason, bad.problem) from None

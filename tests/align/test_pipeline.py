@@ -53,6 +53,46 @@ def test_micro_pipeline_runs_skips_and_forces(tmp_path, monkeypatch):
     assert all(after[s] > before[s] for s in ("pretrain", "infill", "export"))
 
 
+RECIPE_OVERRIDES = (
+    "overrides={"
+    "pretrain: [max_steps=2, eval_every=0, save_every=0, eval_batches=1, batch_size=4, 'data.max_length=64', "
+    "'tokenizer.vocab_size=400', 'model.overrides={hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, "
+    "num_key_value_heads: 1, max_position_embeddings: 1024}'], "
+    "sft: [max_steps=2, eval_every=0, save_every=0, batch_size=4, 'data.max_length=512', 'data.truncation=drop', "
+    "'eval.language_questions=2', 'eval.max_rows=4', 'eval.max_new_tokens=4'], "
+    "rm: [max_steps=2, eval_every=0, save_every=0, batch_size=2, 'data.max_length=640', eval_batch_size=8], "
+    "dpo: [max_steps=2, batch_size=2, 'data.max_length=256'], "
+    "ppo: [max_steps=1, eval_every=0, save_every=0, 'rollout.max_new_tokens=4', 'rollout.prompts_per_step=2', "
+    "'rollout.samples_per_prompt=2', 'ppo.minibatch_size=2', 'ppo.epochs=1', 'eval.prompts=2', "
+    "'eval.heldout_rows=2', 'eval.max_new_tokens=4']}"
+)
+
+
+@pytest.mark.slow
+def test_the_whole_recipe_in_micro(tmp_path, monkeypatch):
+    """world -> pretrain -> SFT -> feedback (annotation loop) -> RM -> DPO -> PPO -> evaluate, each on a
+    micro setting: every artefact exists and loads with its Auto class or load_dataset, the report is
+    written and evaluates every policy."""
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "recipe"
+    main([f"output_dir={out}", "stages=[world, pretrain, sft, feedback, rm, dpo, ppo, evaluate]",
+          "feedback_prompts=2", "eval_prompts=2", RECIPE_OVERRIDES])
+    import glm_base  # noqa: F401
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    for stage in ("pretrain", "sft", "dpo", "ppo"):
+        assert AutoModelForCausalLM.from_pretrained(out / stage / "model") is not None, stage
+    rm = AutoModelForSequenceClassification.from_pretrained(out / "rm" / "model")
+    assert rm.config.num_labels == 1
+    assert len(load_dataset("json", data_files=str(out / "feedback" / "rankings.jsonl"), split="train")) == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"base", "sft", "dpo", "ppo"}
+    assert all("mixing_rate" in m and "heldout_loss" in m for m in metrics.values())
+    assert (out / "report.md").is_file() and "Alignment metrics by stage" in (out / "report.md").read_text()
+    assert (out / "ppo" / "eval.json").is_file()
+
+
 def test_force_takes_every_dependent_stage():
     assert downstream(["pretrain"]) >= {"pretrain", "infill", "fact_probe", "export", "cloze", "sft", "rm", "dpo", "ppo"}
     assert "world" not in downstream(["pretrain"])

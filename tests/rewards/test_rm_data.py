@@ -88,7 +88,6 @@ BAD = [
     ({"prompt": "q", "responses": ["a", "b", "c"], "ranking": [1, 2]}, "ranking", "ranking_length"),
     ({"prompt": "q", "responses": ["a", "b"], "ranking": [1, 5]}, "ranking[1]", "bad_rank"),
     ({"prompt": "q", "responses": ["a", "b"], "ranking": [2, 2]}, "ranking", "bad_rank"),
-    ({"prompt": "q", "responses": ["a", "b"], "ranking": [1, 1]}, "ranking", "no_pairs"),
     ({"prompt": "q", "responses": ["a", "  "], "ranking": [1, 2]}, "responses[1]", "empty_response"),
     ({"prompt": "", "responses": ["a", "b"], "ranking": [1, 2]}, "prompt", "no_prompt"),
     ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x"}], "responses": ["a", "b"],
@@ -116,8 +115,17 @@ def test_bad_rows_drop_counts_by_reason(tmp_path):
     summary = report.to_dict()
     assert summary["rows"] == 1 + len(BAD) and summary["dropped_total"] == len(BAD)
     assert summary["dropped"] == {"bad_margin": 1, "bad_messages": 1, "bad_rank": 2, "duplicate_response": 2,
-                                  "empty_response": 1, "no_pairs": 1, "no_prompt": 2, "one_response": 1,
+                                  "empty_response": 1, "no_prompt": 2, "one_response": 1,
                                   "ranking_length": 1}
+
+
+def test_an_all_tied_ranking_is_skipped_and_counted_not_an_error(tmp_path):
+    """Annotators may rank every response equal (the app exports it): no pair, no error."""
+    good = {"prompt": "fine", "responses": ["x", "y"], "ranking": [1, 2]}
+    tied = {"prompt": "q", "responses": ["a", "b", "c"], "ranking": [1, 1, 1]}
+    for policy in ("error", "drop"):
+        groups, report = read_preferences(write_jsonl(tmp_path / "t.jsonl", [good, tied, good]), bad_rows=policy)
+        assert len(groups) == 2 and report.all_tied == 1 and report.to_dict()["dropped_total"] == 0
 
 
 def test_length_balance_weights_make_chosen_longer_in_half_the_weighted_pairs(tmp_path, tokenizer):
