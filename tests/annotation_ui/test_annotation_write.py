@@ -294,6 +294,15 @@ def test_cli_import_prompts_and_export_sft(tmp_path):
     out = cli("export", "--format", "sft", "--out", tmp_path / "sft.jsonl")
     assert "wrote 1 sft rows" in out and "(1 of 1 demonstrations accepted or edited)" in out
     assert json.loads((tmp_path / "sft.jsonl").read_text())["messages"][-1] == {"role": "assistant", "content": "Paris."}
+    # align.sft reads the export as it is: the demonstration is the only trained text
+    from align.sft_data import load_sft_examples
+    from glm_base.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(["What is the capital of France? Paris. The capital is Paris.\n"] * 20, vocab_size=300)
+    (example,), report = load_sft_examples([tmp_path / "sft.jsonl"], tok, "glm4", max_length=256)
+    assert report["examples"] == 1
+    targets = [t for t in example.shift_labels if t != -100]  # the reply, then the end token
+    assert tok.decode(targets[:-1]) == "Paris."
     cli("export", "--format", "prompts", "--out", tmp_path / "p.jsonl")
     assert json.loads((tmp_path / "p.jsonl").read_text()) == {"id": "w-en", "lang": "en", "category": "qa",
                                                               "prompt": "What is the capital of France?"}
