@@ -24,8 +24,8 @@ Formulas (bytes; ``N`` GPUs; mixed precision with bf16 weights and fp32 Adam, as
   width (kv heads x head_dim), ``i`` the MLP width. With gradient checkpointing only each layer's
   input is kept (``2sbh`` per layer) plus one layer's activations during recomputation. The output
   layer adds ``6*s*b*V`` (bf16 logits and their fp32 copy for the loss).
-- PPO adds the critic (trained, the policy's size unless ``--critic-size``), and the colocated vLLM
-  engine's share (``gpu_memory_utilization x GPU memory``: its weights and KV cache).
+- PPO adds the critic (trained, the policy's size unless ``--critic-size``; none for GRPO/RLOO,
+  read from ``ppo.algorithm``), the reward model (frozen), and the colocated vLLM engine's share (``gpu_memory_utilization x GPU memory``: its weights and KV cache).
 """
 
 from __future__ import annotations
@@ -137,6 +137,7 @@ class Workload:
     checkpointing: bool
     critic: Shape | None = None
     vllm_utilization: float = 0.0
+    with_critic: bool = True  # PPO with GAE; GRPO and RLOO have no critic
 
 
 def plan(work: Workload, strategy: str, gpus: int, gpu_mem_gib: float) -> Plan:
@@ -153,10 +154,11 @@ def plan(work: Workload, strategy: str, gpus: int, gpu_mem_gib: float) -> Plan:
     if work.stage == "ppo":
         critic = work.critic or work.shape
         critic_params = parameter_count(critic)
-        for name, value in trained_model_bytes(critic_params, strategy, gpus).items():
-            result.terms[f"critic {name}"] = value
-        critic_acts = activation_bytes(critic, work.micro_batch, work.seq_len, work.checkpointing)
-        result.terms["critic activations"] = critic_acts - 6 * work.seq_len * work.micro_batch * critic.vocab
+        if work.with_critic:
+            for name, value in trained_model_bytes(critic_params, strategy, gpus).items():
+                result.terms[f"critic {name}"] = value
+            critic_acts = activation_bytes(critic, work.micro_batch, work.seq_len, work.checkpointing)
+            result.terms["critic activations"] = critic_acts - 6 * work.seq_len * work.micro_batch * critic.vocab
         result.terms["reward model (frozen)"] = frozen_model_bytes(critic_params, strategy, gpus)
         if work.vllm_utilization > 0:
             result.terms["vLLM engine (colocated)"] = int(work.vllm_utilization * gpu_mem_gib * GIB)
@@ -212,8 +214,10 @@ def workload_from_config(path: str | Path, stage: str | None, size: str | None, 
         raise UserError(f"{path}: no data.max_length; pass --seq-len")
     vllm = 0.0
     if stage == "ppo" and _get(values, "rollout.engine", "hf") == "vllm":
-        vllm = float(_get(values, "rollout.gpu_memory_utilization", 0.3))
-    return Workload(stage, shape, rows, length, bool(_get(values, "gradient_checkpointing", False)), critic, vllm)
+        vllm = float(_get(values, "rollout.vllm_gpu_memory_utilization", _get(values, "rollout.gpu_memory_utilization", 0.3)))
+    with_critic = _get(values, "ppo.algorithm", "ppo") == "ppo"
+    return Workload(stage, shape, rows, length, bool(_get(values, "gradient_checkpointing", False)), critic, vllm,
+                    with_critic)
 
 
 def report(work: Workload, gpus: int, gpu_mem_gib: float, headroom: float) -> tuple[str, dict]:

@@ -63,13 +63,16 @@ def test_ppo_adds_critic_reference_reward_model_and_vllm():
     assert fsdp.terms["critic optimizer"] == 12 * p // 4
     assert fsdp.terms["vLLM engine (colocated)"] == int(0.25 * 80 * GIB)
     assert plan(work, "ddp", 4, 80).terms["reference (frozen)"] == 2 * p
+    grpo = Workload("ppo", SHAPE, 2, 10, True, with_critic=False)
+    assert not any(t.startswith("critic") for t in plan(grpo, "fsdp", 4, 80).terms)
+    assert "reward model (frozen)" in plan(grpo, "fsdp", 4, 80).terms
 
 
 def test_config_and_cli(tmp_path):
     config = tmp_path / "ppo" / "big.yaml"
     config.parent.mkdir()
     config.write_text("batch_size: 1\ngradient_checkpointing: true\nmodel: {size: glm4-9b}\n"
-                      "rollout: {engine: vllm, max_new_tokens: 512, gpu_memory_utilization: 0.3}\n")
+                      "rollout: {engine: vllm, max_new_tokens: 512, vllm_gpu_memory_utilization: 0.3}\n")
     work = workload_from_config(config, None, None, None, None, None)
     assert (work.stage, work.seq_len, work.vllm_utilization, work.checkpointing) == ("ppo", 1024, 0.3, True)
     out = subprocess.run([sys.executable, "-m", "align.estimate", "--config", str(config), "--gpus", "8",
