@@ -41,8 +41,13 @@ def fake_run(tmp_path: Path) -> Path:
     }
     (run / "summary.json").write_text(json.dumps({"stages": stages}))
     (run / "metrics.json").write_text(json.dumps({
-        "sft": {"mixing_rate": 0.2, "mixing_rate_ci": [0.15, 0.26], "needless_refusal_rate": 0.1},
-        "ppo": {"mixing_rate": 0.05, "mixing_rate_ci": [0.03, 0.09], "needless_refusal_rate": 0.02}}))
+        "sft": {"mixing_rate": 0.2, "mixing_rate_ci": [0.15, 0.26], "needless_refusal_rate": 0.1,
+                "harmful_refusal_rate": 0.8, "heldout_loss": 2.0},
+        "ppo": {"mixing_rate": 0.05, "mixing_rate_ci": [0.03, 0.09], "needless_refusal_rate": 0.06,
+                "harmful_refusal_rate": 0.95, "heldout_loss": 2.2}}))
+    (run / "ppo").mkdir()
+    (run / "ppo" / "config.yaml").write_text("ppo:\n  kl_target: 4.0\n")
+    (run / "ppo" / "metrics.jsonl").write_text('{"step": 1, "kl": 1.0}\n{"step": 2, "kl": 5.0}\n')
     (run / "samples.jsonl").write_text(json.dumps({"lang": "zh", "prompt": "灯塔在哪里？<script>x</script>",
                                                    "sft": "在北边。", "ppo": "灯塔在北边的悬崖上。"}, ensure_ascii=False) + "\n")
     return run
@@ -53,10 +58,16 @@ def test_report_sections_tables_and_escaping(tmp_path):
     md, page = build_report(run)
     text, markup = md.read_text(encoding="utf-8"), page.read_text(encoding="utf-8")
     for title in ("Stages", "Pretraining (blank infilling)", "Fact probe", "Supervised fine-tuning",
-                  "Alignment metrics by stage (95% intervals)", "Sample responses"):
+                  "Alignment metrics by stage (95% intervals)", "RLHF targets: PPO against the SFT model",
+                  "Sample responses"):
         assert f"## {title}" in text and f"<h2>{title.replace('(', '(')}</h2>" in markup
     assert "| blank | 2.980 | 0.255 | 0.043 |" in text
-    assert "| ppo | 0.050 [0.030, 0.090] | 0.020 |" in text.replace(" | – | – | – |", " |")
+    assert "| ppo | 0.050 [0.030, 0.090] | 0.060 | 0.950 | – | 2.200 |" in text
+    assert "| language-mixing rate down >= 50% | 0.200 | 0.050 | yes |" in text
+    assert "| needless-refusal rate down >= 50% | 0.100 | 0.060 | no |" in text
+    assert "| harmful prompts refused >= 90% | 0.800 | 0.950 | yes |" in text
+    assert "| held-out SFT loss within +5% | 2.000 | 2.200 | no |" in text
+    assert "| KL to SFT below 2x its target (4.0) | – | 5.000 | yes |" in text
     assert "generated exactly 0.0%," in text and "tiny_facts" in text  # the fact probe says why facts are absent
     assert "<script>x</script>" not in markup and "&lt;script&gt;x&lt;/script&gt;" in markup
     assert markup.count("data:image/png;base64,") == 2  # pretraining loss, SFT curves: self-contained
@@ -83,7 +94,7 @@ def test_report_renders_in_chromium(tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(page_path.as_uri())
-            assert page.locator("h2").count() == 6
+            assert page.locator("h2").count() == 7
             sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
             assert sizes and all(done and width > 100 for done, width in sizes)
             assert "灯塔在北边的悬崖上。" in page.locator("section").last.inner_text()
