@@ -37,8 +37,11 @@ def launch_two_processes_now(module: str, args: list[str], cwd) -> None:
     import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    try:
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                               "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired as err:  # a hang is a failure, never a stuck suite
+        raise AssertionError(f"two-process {module} did not finish in 600 s:\n{(err.stderr or b'')[-3000:]!r}") from None
     if done.returncode:
         raise AssertionError(f"two-process {module} failed:\n{done.stderr[-3000:]}")
 

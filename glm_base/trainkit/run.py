@@ -145,7 +145,8 @@ class Run:
     def finish(self, model, tokenizer, summary: Mapping[str, Any], extra_models: Mapping[str, Any] | None = None,
                plots: Sequence[Callable[[Path], Any]] = ()) -> dict[str, Any]:
         """Save the final model(s) in ``model/``, write ``summary.json`` (with the process count) and
-        the plots (each a function of the run directory, main process only); end the training."""
+        the plots (each a function of the run directory, main process only). The process group is
+        left to :func:`end_processes`, called once the trainer's (DDP-wrapped) models are gone."""
         save_final_model(self.accelerator, model, tokenizer, self.run_dir / "model", extra_models)
         summary = {**summary, "processes": self.world}
         self.write_json("summary.json", summary)
@@ -154,7 +155,7 @@ class Run:
                 plot(self.run_dir)
         if self.metrics is not None:
             self.metrics.close()
-        self.accelerator.end_training()
+        self.accelerator.wait_for_everyone()
         return summary
 
 
@@ -179,6 +180,23 @@ def start_run(cfg: TrainArgs, name: str) -> Run:
     return Run(cfg=cfg, name=name, accelerator=accelerator, run_dir=run_dir)
 
 
+def end_processes() -> None:
+    """Destroy the process group, after the models that hold it are freed.
+
+    A DDP model's reducer holds the process group; destroying the group first (``end_training`` at
+    the end of the loop, while the trainer still references its model) and the reducer afterwards
+    made a gloo rank hang for ever in ``~ProcessGroupGloo`` when its peer had already exited. So the
+    trainer returns, its models are collected, all ranks meet at a barrier, and the group goes."""
+    import gc
+
+    import torch.distributed as dist
+
+    gc.collect()
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def train_main(config_cls: type, run_fn: Callable[[Any], Any], argv: list[str] | None, prog: str) -> Any:
     """``main()`` of a training entry point: load the config, run, and end a user error or a diverged
     loss with one ``error:`` line and exit status 2 (tracebacks are for bugs)."""
@@ -186,7 +204,9 @@ def train_main(config_cls: type, run_fn: Callable[[Any], Any], argv: list[str] |
     def body():
         cfg = load_config(config_cls, argv, prog=prog)
         try:
-            return run_fn(cfg)
+            result = run_fn(cfg)
+            end_processes()
+            return result
         except NonFiniteLoss as err:
             last = latest_checkpoint(cfg.output_dir)
             raise UserError(

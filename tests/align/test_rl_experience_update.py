@@ -139,7 +139,7 @@ def test_one_process_equals_two(tmp_path):
     results = {}
     for world, command in runs.items():
         out = tmp_path / f"world{world}.pt"
-        done = subprocess.run([*command, str(out)], cwd=repo, env=env, capture_output=True, text=True)
+        done = subprocess.run([*command, str(out)], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         results[world] = torch.load(out)
     one, two = results[1], results[2]
