@@ -8,19 +8,7 @@ first-run accuracy is in docs/rules.md. Cases use judge_fresh_cases.Case.
 
 from __future__ import annotations
 
-from judge_fresh_cases import Case
-
-
-def _lang(text, expected, tag):
-    return Case("language", text, expected, expected, tag)
-
-
-def _mix(text, lang, expected, tag):
-    return Case("mixing", text, expected, lang, tag)
-
-
-def _ref(prompt, text, expected, lang, tag):
-    return Case("refusal", text, expected, lang, tag, prompt)
+from judge_fresh_cases import _lang, _mix, _ref
 
 
 AFTER_LANGUAGE = [
