@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.config import save_config
 from common.errors import UserError
 from common.jsonl import dumps, read_jsonl, write_jsonl
 from common.rankings import ranking_pairs
 from glm_base.trainkit.args import TrainArgs
-from glm_base.trainkit.run import check_output_dir, clear_dir, train_main
+from glm_base.trainkit.run import check_output_dir, open_run_dir, train_main
 from world.config import SIZES as WORLD_SIZES
 
 logger = logging.getLogger("align.dpo")
@@ -132,12 +131,8 @@ def run(cfg: DPOConfig) -> dict[str, Any]:
     from glm_base.loading import load_model_and_tokenizer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_dir = Path(cfg.output_dir)
-    check_output_dir(run_dir, cfg.resume, cfg.overwrite)
-    if cfg.overwrite and run_dir.is_dir():
-        clear_dir(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+    check_output_dir(Path(cfg.output_dir), cfg.resume, cfg.overwrite)
+    run_dir = open_run_dir(cfg)
     model, tokenizer = load_model_and_tokenizer(cfg.init_from, what="init_from",
                                                 hint="train an SFT model first (python -m align.sft) or set init_from=DIR")
     if getattr(model.config, "architecture", "glm4") == "glm1":

@@ -19,7 +19,6 @@ its contents first).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
@@ -64,6 +63,18 @@ def check_output_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 def clear_dir(run_dir: Path) -> None:
     for entry in run_dir.iterdir():
         shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def open_run_dir(cfg: TrainArgs) -> Path:
+    """Empty the run directory under ``overwrite=true``, create it, write the resolved ``config.yaml``
+    (main process only; call :func:`check_output_dir` first, on every process)."""
+    run_dir = Path(cfg.output_dir)
+    if cfg.overwrite and run_dir.is_dir():
+        logger.info("overwrite=true: deleting the contents of %s", run_dir)
+        clear_dir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    return run_dir
 
 
 @dataclass
@@ -170,11 +181,7 @@ def start_run(cfg: TrainArgs, name: str) -> Run:
     check_output_dir(run_dir, cfg.resume, cfg.overwrite)  # every process, before anyone writes
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if cfg.overwrite and run_dir.is_dir():
-            logger.info("overwrite=true: deleting the contents of %s", run_dir)
-            clear_dir(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
+        open_run_dir(cfg)
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
     return Run(cfg=cfg, name=name, accelerator=accelerator, run_dir=run_dir)
