@@ -43,16 +43,25 @@ def sample_prompts(world: Path, count: int, seed: int) -> list[dict]:
              "messages": r["messages"][:-1], "meta": r.get("meta", {})} for r in picked]
 
 
-def simulated_ranking(texts: list[str], meta: dict, rng: random.Random, noise: float) -> list[int]:
-    """Dense ranks (1 = best) by :func:`response_score`, a neighbouring pair swapped with probability ``noise``."""
-    ranks = dense_ranking([response_score(t, meta) for t in texts])
+def swap_a_neighbour(ranks: list[int], rng: random.Random, noise: float) -> list[int]:
+    """``ranks`` with one neighbouring pair swapped, with probability ``noise`` (an annotator's slip)."""
+    ranks = list(ranks)
     if len(ranks) > 1 and rng.random() < noise:
         i = rng.randrange(len(ranks) - 1)
         ranks[i], ranks[i + 1] = ranks[i + 1], ranks[i]
     return ranks
 
 
-def rank_with_simulated_annotators(url: str, meta: dict[str, dict], annotators: int, noise: float, seed: int) -> int:
+def simulated_ranking(texts: list[str], meta: dict, rng: random.Random, noise: float) -> list[int]:
+    """Dense ranks (1 = best) by :func:`response_score`, a neighbouring pair swapped with probability ``noise``."""
+    return swap_a_neighbour(dense_ranking([response_score(t, meta) for t in texts]), rng, noise)
+
+
+def rank_with_simulated_annotators(url: str, true_ranks, annotators: int, noise: float, seed: int,
+                                   rationale: str = "simulated from the world's ground truth") -> int:
+    """``annotators`` simulated users rank every item they are leased, through the store's own calls
+    (``next_item`` / ``submit_ranking``, as the app's endpoints): ``true_ranks(ext_id, texts)`` gives
+    the ranks, then a neighbouring pair is swapped with probability ``noise``. Returns the submissions."""
     from annotation_ui.store import Store
 
     store = Store(url, overlap=annotators)
@@ -65,9 +74,9 @@ def rank_with_simulated_annotators(url: str, meta: dict[str, dict], annotators: 
                 store.add_user(name, "annotator", f"simulated-password-{a}")
             while (item := store.next_item(name))["item_id"] is not None:
                 texts = [r["text"] for r in item["responses"]]
-                ranks = simulated_ranking(texts, meta[item["ext_id"]], rng, noise)
+                ranks = swap_a_neighbour(true_ranks(item["ext_id"], texts), rng, noise)
                 store.submit_ranking(name, item["item_id"], {r["id"]: k for r, k in zip(item["responses"], ranks)},
-                                     rationale="simulated from the world's ground truth", time_spent_s=1.0)
+                                     rationale=rationale, time_spent_s=1.0)
                 submitted += 1
     finally:
         store.close()
@@ -90,7 +99,9 @@ def run(args) -> dict:
                         "--max-new-tokens", str(args.max_new_tokens), "--out", str(out / "candidates.jsonl")],
                        check=True)
         if not args.live:
-            submitted = rank_with_simulated_annotators(url, meta, args.annotators, args.noise, args.seed)
+            submitted = rank_with_simulated_annotators(
+                url, lambda ext_id, texts: dense_ranking([response_score(t, meta[ext_id]) for t in texts]),
+                args.annotators, args.noise, args.seed)
     rankings = out / "rankings.jsonl"
     subprocess.run([*cli, "export", "--db", url, "--format", "rankings", "--out", str(rankings)], check=True)
     exported = load_jsonl(rankings)

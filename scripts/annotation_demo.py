@@ -17,20 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
 
+from align.feedback import rank_with_simulated_annotators
 from annotation_ui.store import Store
-
-
-def simulated_ranks(truth: list[int], rng: random.Random, noise: float) -> list[int]:
-    ranks = list(truth)
-    if len(ranks) > 1 and rng.random() < noise:
-        i = rng.randrange(len(ranks) - 1)
-        ranks[i], ranks[i + 1] = ranks[i + 1], ranks[i]
-    return ranks
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,24 +50,14 @@ def main(argv: list[str] | None = None) -> None:
     cli = [sys.executable, "-m", "annotation_ui"]
     subprocess.run([*cli, "import", str(to_rank), "--db", url, "--overlap", str(args.annotators)], check=True)
 
-    store = Store(url, overlap=args.annotators)
-    rng = random.Random(args.seed)
     texts = {row["id"]: row["responses"] for row in rows}
-    submitted = 0
-    for a in range(args.annotators):
-        name = f"annotator{a + 1}"
-        store.add_user(name, "annotator", f"demo-password-{a}")
-        while True:
-            item = store.next_item(name)
-            if item["item_id"] is None:
-                break
-            true_ranks = truth[item["ext_id"]]
-            by_text = {t: r for t, r in zip(texts[item["ext_id"]], true_ranks)}
-            ranks = simulated_ranks([by_text[r["text"]] for r in item["responses"]], rng, args.noise)
-            store.submit_ranking(name, item["item_id"], {r["id"]: k for r, k in zip(item["responses"], ranks)},
-                                 rationale="simulated", time_spent_s=1.0)
-            submitted += 1
-    store.close()
+
+    def true_ranks(ext_id: str, shown: list[str]) -> list[int]:  # the world's ranking, in the order shown
+        by_text = dict(zip(texts[ext_id], truth[ext_id]))
+        return [by_text[t] for t in shown]
+
+    submitted = rank_with_simulated_annotators(url, true_ranks, args.annotators, args.noise, args.seed,
+                                               rationale="simulated")
 
     rankings, pairs = out / "rankings.jsonl", out / "pairs.jsonl"
     subprocess.run([*cli, "export", "--db", url, "--format", "rankings", "--out", str(rankings)], check=True)
