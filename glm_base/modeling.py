@@ -44,7 +44,9 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.generic import TransformersKwargs
 from transformers.utils.output_capturing import capture_outputs
 
-from .attention import build_attention_mask, eager_attention_forward, glm_attention_mask  # noqa: F401 (re-exported)
+from .attention import (  # noqa: F401 (build_attention_mask re-exported)
+    build_attention_mask, eager_attention_forward, glm_attention_mask, segment_attention_forward, varlen_segments,
+)
 from .configuration import GLMConfig
 
 # Keyword arguments transformers' callers may pass to a forward (output flags, flash-attention varlen
@@ -191,6 +193,11 @@ class GLMAttention(nn.Module):
         implementation = self.config._attn_implementation
         if kwargs.get("output_attentions") and implementation == "sdpa":
             implementation = "eager"
+        segments = kwargs.pop("segments", None)
+        if segments is not None and implementation == "sdpa":
+            out, weights = segment_attention_forward(
+                self, q, k, v, segments, scaling=self.scaling, dropout=self.attention_dropout if self.training else 0.0)
+            return self.o_proj(out.reshape(*input_shape, -1).contiguous()), weights
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         out, weights = attention(
             self, q, k, v, attention_mask,
@@ -371,8 +378,16 @@ class GLMModel(GLMPreTrainedModel):
         packed_positions = position_ids if position_ids is not None and position_ids.dim() == 2 else None
         mask_cache = None if fresh_cache else cache
         kv_length = past + length if mask_cache is None else cache.get_mask_sizes(length, 0)[0]  # static: its size
-        mask = glm_attention_mask(self.config, inputs_embeds, attention_mask, mask_cache, packed_positions,
-                                  part_a_length, sequence_ids, kv_length)
+        segments = None
+        if not torch.compiler.is_compiling() and past == 0 and length > 1:
+            output_attentions = kwargs.get("output_attentions") or self.config.output_attentions
+            segments = varlen_segments(self.config, sequence_ids, attention_mask, part_a_length, output_attentions)
+        if segments is not None:
+            mask = None
+            kwargs["segments"] = segments
+        else:
+            mask = glm_attention_mask(self.config, inputs_embeds, attention_mask, mask_cache, packed_positions,
+                                      part_a_length, sequence_ids, kv_length)
         for layer in self.layers:
             hidden = layer(hidden, rotary=rotary, attention_mask=mask, cache=cache, position_ids=text, **kwargs)
         hidden = self.norm(hidden)

@@ -156,3 +156,61 @@ def test_trl_padding_free_collator_batch_gives_the_padded_loss(arch):
         free_loss = model(**free).loss
         padded_loss = model(**padded).loss
     torch.testing.assert_close(free_loss, padded_loss, rtol=0, atol=1e-6)
+
+
+def packed_batch():
+    """Two right-padded packed rows (3 + 1 sequences, then padding), as align.packing collates them."""
+    rows = sample_rows((5, 7, 4, 9), seed=3)
+    width = 18
+    ids = torch.zeros(2, width, dtype=torch.long)
+    seq = torch.zeros(2, width, dtype=torch.long)
+    pos = torch.zeros(2, width, dtype=torch.long)
+    for r, group in enumerate(([0, 1, 2], [3])):
+        cur = 0
+        for k, i in enumerate(group):
+            n = len(rows[i])
+            ids[r, cur:cur + n], seq[r, cur:cur + n], pos[r, cur:cur + n] = rows[i], k + 1, torch.arange(n)
+            cur += n
+    return dict(input_ids=ids, position_ids=pos, sequence_ids=seq, attention_mask=(seq > 0).long()), seq > 0
+
+
+def test_packed_segments_are_runs_and_refuse_scattered_sequences():
+    from glm_base.attention import packed_segments
+
+    assert packed_segments(torch.tensor([[1, 1, 2, 2, 2, 0], [1, 1, 1, 1, 1, 1]])) == [[(0, 2), (2, 5), (5, 6)], [(0, 6)]]
+    assert packed_segments(torch.tensor([[1, 2, 1]])) is None  # only a mask can express it
+
+
+def test_packed_rows_run_attention_by_segment_with_the_masked_result(monkeypatch):
+    """sdpa runs packed causal rows segment by segment (varlen); logits and gradients at every real
+    token equal the masked attention's (eager, which builds the mask)."""
+    calls = []
+    original = modeling.segment_attention_forward
+    monkeypatch.setattr(modeling, "segment_attention_forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    inputs, real = packed_batch()
+    results = {}
+    for implementation in ("sdpa", "eager"):
+        model = tiny_model("glm4")
+        model.set_attn_implementation(implementation)
+        logits = model(**inputs).logits
+        (logits[real].float() ** 2).mean().backward()
+        results[implementation] = logits.detach(), {n: p.grad for n, p in model.named_parameters()}
+    assert len(calls) == 2  # one per layer, sdpa only
+    torch.testing.assert_close(results["sdpa"][0][real], results["eager"][0][real], rtol=0, atol=1e-5)
+    for name, grad in results["sdpa"][1].items():
+        torch.testing.assert_close(grad, results["eager"][1][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("inputs", ["blank_infilling", "left_padded_sequence_ids", "output_attentions"])
+def test_masked_road_where_segments_cannot_express_the_input(inputs, monkeypatch):
+    from glm_base.attention import varlen_segments
+
+    config = tiny_model("glm4").config
+    seq = torch.tensor([[1, 1, 2, 2]])
+    if inputs == "blank_infilling":
+        assert varlen_segments(config, seq, None, torch.tensor([2])) is None
+    elif inputs == "left_padded_sequence_ids":  # padding that sequence_ids does not mark as 0
+        assert varlen_segments(config, seq, torch.tensor([[0, 1, 1, 1]]), None) is None
+    else:
+        assert varlen_segments(config, seq, None, None, output_attentions=True) is None
+    assert varlen_segments(config, seq, torch.ones(1, 4, dtype=torch.long), None) == [[(0, 2), (2, 4)]]
