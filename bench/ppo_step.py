@@ -23,10 +23,10 @@ the same scope (experience + update).
 Writes bench/results/ppo_step.json (``--out`` elsewhere): per hidden size the separate design's
 figures at the top level (the keys of earlier runs) and the shared design's under ``shared_critic``
 (with ``speedup_vs_trl_*`` and ``speedup_vs_separate``). The phase ``reference_critic_forward`` is
-experience making (with the shared design: the policy+value forward and the reference forward). Run it on an idle machine (``uptime`` load
-< 1.5): other work on the 2 cores skews every figure, and two torch threads on a contended machine
-are several times slower than one (a first run at load ~3 measured 1.0 samples/s where an idle single
-thread gives 5.0).
+experience making (with the shared design: the policy+value forward and the reference forward).
+Run it on an idle machine (``uptime`` load < 1.5): other work on the 2 cores skews every figure,
+and two torch threads on a contended machine are several times slower than one (a first run at
+load ~3 measured 1.0 samples/s where an idle single thread gives 5.0).
 """
 
 from __future__ import annotations
@@ -216,7 +216,8 @@ def main(argv=None) -> dict:
             print(summary_line(f"hidden {hidden}, separate critic", r, trl))
         if "shared_critic" in r:
             shared = r["shared_critic"]
-            versus = f" ({shared['speedup_vs_separate']:.2f}x the separate critic)" if "speedup_vs_separate" in shared else ""
+            versus = (f" ({shared['speedup_vs_separate']:.2f}x the separate critic)"
+                      if "speedup_vs_separate" in shared else "")
             print(summary_line(f"hidden {hidden}, shared critic", shared, trl) + versus)
         print(f"hidden {hidden}: KV cache {r['kv_cache_speedup']:.1f}x")
     print(f"wrote {path}")

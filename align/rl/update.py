@@ -42,7 +42,7 @@ class PPOUpdateArgs:
     clip_eps: float = field(default=0.2, metadata={"help": "policy ratio clip"})
     clip_eps_high: float | None = field(default=None, metadata={"help": "upper ratio clip (None = clip_eps)"})
     value_clip_eps: float | None = field(default=0.2, metadata={"help": "value clip around old values (None = off)"})
-    vf_coef: float = field(default=0.1, metadata={"help": "shared critic only: weight of the value loss in the one loss"})
+    vf_coef: float = field(default=0.1, metadata={"help": "shared critic only: weight of the value loss in the loss"})
     entropy_coef: float = field(default=0.0, metadata={"help": "entropy bonus weight (0 = off)"})
     ptx_coef: float = field(default=0.0, metadata={"help": "weight of the pretraining/SFT LM loss (0 = off)"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature (log-probs use the same)"})

@@ -176,8 +176,9 @@ class PolicyWithValueHead(nn.Module):
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        path = directory / "model.safetensors" if directory.name == "value" else directory / "value" / "model.safetensors"
+        path = (directory if directory.name == "value" else directory / "value") / "model.safetensors"
         if not path.is_file():
-            raise FileNotFoundError(f"no value head at {path} (expected what PolicyWithValueHead.save_pretrained writes)")
+            raise FileNotFoundError(f"no value head at {path} (expected what PolicyWithValueHead.save_pretrained "
+                                    f"writes)")
         state = load_file(str(path))
         self.value_head.load_state_dict({k.removeprefix("value_head."): v for k, v in state.items()}, strict=True)
