@@ -133,9 +133,12 @@ def fake_vllm_module(monkeypatch):
     return sys.modules["vllm"]
 
 
-def test_vllm_engine_from_the_entry_point_gets_the_policy_after_every_update(tmp_path, models, fake_vllm_module):
+@pytest.mark.parametrize("shared", [False, True])
+def test_vllm_engine_from_the_entry_point_gets_the_policy_after_every_update(tmp_path, models, fake_vllm_module,
+                                                                            shared):
     out = tmp_path / "vllm"
-    main(tiny_overrides(out, models["glm4"], models["rm"], **{"rollout.engine": "vllm", "max_steps": 3}))
+    main(tiny_overrides(out, models["glm4"], models["rm"], **{"rollout.engine": "vllm", "max_steps": 3,
+                                                              "critic.shared": str(shared).lower()}))
     engine = fake_vllm.LLM.last
     assert Path(engine.model_path) == out / "vllm_policy"  # the exported (transformers GlmForCausalLM) policy
     assert engine.kwargs["distributed_executor_backend"] == "external_launcher"
