@@ -22,6 +22,12 @@ policy, the critic in ``value/``, optimizer/scheduler state, KL controller and r
 ``resume=true`` continues exactly); ``model/`` (final policy, critic in ``model/value/``);
 ``eval.json`` (held-out judges for the initial and the final policy: :mod:`align.evaluate`);
 ``reward_curve.png``; ``summary.json``.
+
+With ``critic.shared=true`` the critic is a value head on the policy's own trunk
+(:class:`align.rl.value_model.PolicyWithValueHead`, as TRL's classic PPOTrainer): one forward per
+experience row and per minibatch gives log-probs and values, one optimizer (the policy's) steps on
+``policy loss + critic.vf_coef x value loss``. Checkpoints and ``model/`` then hold the plain policy
+with only the head in ``value/model.safetensors``.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ from align.rl.rewards import RunningMeanStd
 from align.rl.rollout import HFRollout, chat_prompt_ids
 from align.rl.scorer import Scorer
 from align.rl.update import PPOUpdateArgs, ppo_update
-from align.rl.value_model import ValueModel
+from align.rl.value_model import PolicyWithValueHead, ValueModel
 from common.errors import UserError
 from glm_base.trainkit.args import TrainArgs
 from glm_base.trainkit.batches import PermutationSampler, shard_rows
@@ -89,10 +95,18 @@ class PolicyArgs:
 
 @dataclass
 class CriticArgs:
+    shared: bool = field(default=False, metadata={
+        "help": "false: a separate critic (a copy of a backbone + value head, its own optimizer; OpenRLHF, veRL). "
+                "true: a value head on the policy's own final hidden state (TRL's classic PPOTrainer): one forward "
+                "and one optimizer step per minibatch on policy loss + vf_coef x value loss, trained by the "
+                "policy's optimizer at optim.lr (the head included); about half the update's compute, but the "
+                "value loss's gradient flows into the policy's trunk. init_from and lr do not apply"})
+    vf_coef: float = field(default=0.1, metadata={"help": "shared critic only: weight of the value loss (TRL: 0.1)"})
     init_from: str = field(default="auto", metadata={
-        "help": "auto (the reward model when there is one, else the policy) | reward | policy | a directory "
-                "(a saved critic, e.g. a checkpoint's value/, or any causal LM / reward model)"})
-    lr: float = field(default=1e-5, metadata={"help": "critic learning rate (other optimizer fields as optim)"})
+        "help": "separate critic only: auto (the reward model when there is one, else the policy) | reward | policy | "
+                "a directory (a saved critic, e.g. a checkpoint's value/, or any causal LM / reward model)"})
+    lr: float = field(default=1e-5, metadata={
+        "help": "separate critic's learning rate (other optimizer fields as optim); ignored when shared"})
 
 
 @dataclass
@@ -209,6 +223,14 @@ class PPOConfig(TrainArgs):
             raise ValueError("ppo.ptx_coef must be >= 0 and ppo.ptx_batch_size >= 1")
         if not self.reward.model and not self.reward.rules:
             raise ValueError("nothing to reward: set reward.model, reward.rules, or both")
+        if self.critic.shared and self.critic.init_from != "auto":
+            raise ValueError(f"critic.init_from={self.critic.init_from} has no meaning with critic.shared=true: the "
+                             f"value head sits on the policy (model.init_from) and starts at zero; remove "
+                             f"critic.init_from or set critic.shared=false")
+        if self.critic.shared and p.algorithm != "ppo":
+            raise ValueError(f"critic.shared=true applies to ppo.algorithm=ppo; {p.algorithm} has no critic")
+        if self.critic.vf_coef < 0:
+            raise ValueError(f"critic.vf_coef must be >= 0, got {self.critic.vf_coef}")
         if self.critic.init_from == "reward" and not self.reward.model:
             raise ValueError("critic.init_from=reward needs reward.model")
         if self.model.lora.enabled and r.engine == "vllm":
@@ -246,7 +268,8 @@ def check_inputs(cfg: PPOConfig) -> None:
 
 def load_models(cfg: PPOConfig):
     """``(policy, reference, tokenizer, reward_model, reward_tokenizer, critic)``; dropout off in the
-    policy, reference and critic (old and new log-probs must agree before an update)."""
+    policy, reference and critic (old and new log-probs must agree before an update). ``critic`` is
+    None for GRPO/RLOO and with ``critic.shared`` (the head is added around the policy in :func:`run`)."""
     from transformers import AutoModelForSequenceClassification
 
     from glm_base.loading import load_model_and_tokenizer
@@ -276,7 +299,7 @@ def load_models(cfg: PPOConfig):
         reward_model.eval().requires_grad_(False)
         check_chat_template(reward_tokenizer, cfg.reward.model)
     critic = None
-    if cfg.ppo.algorithm == "ppo":
+    if cfg.ppo.algorithm == "ppo" and not cfg.critic.shared:
         critic = build_critic(cfg, critic_source, reward_model)
     return policy, reference, tokenizer, reward_model, reward_tokenizer, critic
 
@@ -305,6 +328,12 @@ class AdapterDisabled(torch.nn.Module):
     def forward(self, *args, **kwargs):
         with self._peft[0].disable_adapter():
             return self._peft[0](*args, **kwargs)
+
+
+def policy_of(model):
+    """The policy inside an (unwrapped) trained model: ``model.policy`` for a shared critic's
+    :class:`PolicyWithValueHead`, else ``model`` itself."""
+    return model.policy if isinstance(model, PolicyWithValueHead) else model
 
 
 def merged_copy(policy):
@@ -553,38 +582,44 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
         ptx = PtxBatches(ptx_examples, cfg.ppo.ptx_batch_size, cfg.seed + 1, tokenizer.pad_token_id, run.rank, run.world)
 
     if critic is not None and getattr(accelerator.state, "deepspeed_plugin", None) is not None:
-        raise UserError("ppo.algorithm=ppo trains a critic beside the policy, and accelerate drives one DeepSpeed "
-                        "engine per Accelerator: use ppo.algorithm=grpo or rloo under DeepSpeed, or a DDP/FSDP "
-                        "config (configs/accelerate/ddp.yaml, fsdp.yaml) for PPO with a critic")
+        raise UserError("ppo.algorithm=ppo with a separate critic trains a second model beside the policy, and "
+                        "accelerate drives one DeepSpeed engine per Accelerator: set critic.shared=true (a value "
+                        "head on the policy), use ppo.algorithm=grpo or rloo, or a DDP/FSDP config "
+                        "(configs/accelerate/ddp.yaml, fsdp.yaml) for PPO with a separate critic")
     if cfg.gradient_checkpointing:
         policy.gradient_checkpointing_enable()
+    shared = cfg.ppo.algorithm == "ppo" and cfg.critic.shared
+    # `model` is what the policy optimizer trains: the policy, or the policy with its value head
+    model = PolicyWithValueHead(policy) if shared else policy
     updates_per_step = cfg.ppo.epochs * (cfg.responses_per_step // cfg.ppo.minibatch_size)
     total_updates = cfg.max_steps * updates_per_step
-    policy_opt, policy_sched = build_optimizer(policy, cfg.optim, total_updates)
+    policy_opt, policy_sched = build_optimizer(model, cfg.optim, total_updates)
     if critic is not None:
         critic_args = copy.copy(cfg.optim)
         critic_args.lr = cfg.critic.lr
         critic_opt, critic_sched = build_optimizer(critic, critic_args, total_updates)
-        policy, policy_opt, critic, critic_opt = accelerator.prepare(policy, policy_opt, critic, critic_opt)
+        model, policy_opt, critic, critic_opt = accelerator.prepare(model, policy_opt, critic, critic_opt)
         accelerator.register_for_checkpointing(policy_sched, critic_sched)
     else:
         critic_opt = critic_sched = None
-        policy, policy_opt = accelerator.prepare(policy, policy_opt)
+        model, policy_opt = accelerator.prepare(model, policy_opt)
         accelerator.register_for_checkpointing(policy_sched)
+    # the plain policy (no DDP/engine wrapper, no value head): generation, evaluation, vLLM pushes
+    unwrapped = policy_of(accelerator.unwrap_model(model))
 
     kl_ctl = (AdaptiveKLController(cfg.ppo.kl_coef, cfg.ppo.kl_target, cfg.ppo.kl_horizon)
               if cfg.ppo.kl_target is not None else FixedKLController(cfg.ppo.kl_coef))
     reward_stats = RunningMeanStd()
     state = run.resume(cfg.signature(prompts_per_step=cfg.rollout.prompts_per_step,
                                      samples_per_prompt=cfg.rollout.samples_per_prompt,
-                                     prompts=len(train_rows), algorithm=cfg.ppo.algorithm))
+                                     prompts=len(train_rows), algorithm=cfg.ppo.algorithm,
+                                     shared_critic=shared))
     if state:
         kl_ctl.load_state_dict(state["kl_controller"])
         reward_stats.load_state_dict(state["reward_stats"])
         if ptx is not None:
             ptx.position = int(state.get("ptx_position", 0))
-    sampler = make_sampler(cfg, run, policy, tokenizer, architecture)
-    unwrapped = accelerator.unwrap_model(policy)
+    sampler = make_sampler(cfg, run, unwrapped, tokenizer, architecture)
 
     def evaluate(step: int) -> dict[str, Any]:
         with full_parameters(accelerator, unwrapped):
@@ -608,7 +643,8 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
     prompt_sampler = PermutationSampler(len(train_rows), cfg.rollout.prompts_per_step, cfg.seed)
     update_args = PPOUpdateArgs(ppo_epochs=cfg.ppo.epochs, minibatch_size=cfg.ppo.minibatch_size // run.world,
                                 clip_eps=cfg.ppo.clip_eps, clip_eps_high=cfg.ppo.clip_eps_high,
-                                value_clip_eps=cfg.ppo.value_clip_eps, entropy_coef=cfg.ppo.entropy_coef,
+                                value_clip_eps=cfg.ppo.value_clip_eps, vf_coef=cfg.critic.vf_coef,
+                                entropy_coef=cfg.ppo.entropy_coef,
                                 ptx_coef=cfg.ppo.ptx_coef, temperature=cfg.rollout.temperature,
                                 loss_reduction=cfg.ppo.loss_reduction, grad_clip=cfg.optim.grad_clip)
     all_reduce = (lambda t: accelerator.reduce(t, reduction="sum")) if run.world > 1 else None
@@ -647,10 +683,10 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
             t0 = time.perf_counter()
             kl_coef = kl_ctl.value
             experience, exp_stats = make_experience(
-                rollout, scores.to(device), policy, reference, critic, kl_coef=kl_coef,
+                rollout, scores.to(device), model, reference, critic, kl_coef=kl_coef, shared_critic=shared,
                 kl_estimator=cfg.ppo.kl_estimator, temperature=cfg.rollout.temperature, gamma=cfg.ppo.gamma,
-                lam=cfg.ppo.lam, advantage_estimator="gae" if critic is not None else cfg.ppo.algorithm,
-                group_size=k if critic is None else None, whiten_advantages=cfg.ppo.whiten_advantages,
+                lam=cfg.ppo.lam, advantage_estimator="gae" if cfg.ppo.algorithm == "ppo" else cfg.ppo.algorithm,
+                group_size=None if cfg.ppo.algorithm == "ppo" else k, whiten_advantages=cfg.ppo.whiten_advantages,
                 truncation_penalty=cfg.ppo.truncation_penalty, all_reduce=all_reduce, autocast=accelerator.autocast)
             mask = experience.response_mask.float()
             exp_stats["entropy"] = float(-(experience.old_logprobs * mask).sum() / mask.sum().clamp(min=1))
@@ -663,10 +699,11 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
 
             t0 = time.perf_counter()
             try:
-                update = ppo_update(accelerator, policy, policy_opt, experience, update_args, critic=critic,
+                update = ppo_update(accelerator, model, policy_opt, experience, update_args, critic=critic,
                                     critic_optimizer=critic_opt, ptx_batches=ptx,
                                     generator=torch.Generator().manual_seed(step_seed(cfg.seed, step, run.rank, 7)),
-                                    policy_scheduler=policy_sched, critic_scheduler=critic_sched)
+                                    policy_scheduler=policy_sched, critic_scheduler=critic_sched,
+                                    shared_critic=shared)
             except NonFiniteLoss as err:
                 err.step = step
                 raise
@@ -701,7 +738,7 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
             if run.should_save(step):
                 trainer_state = {"kl_controller": kl_ctl.state_dict(), "reward_stats": reward_stats.state_dict(),
                                  "ptx_position": ptx.position if ptx is not None else 0, "initial_eval": initial}
-                run.save(step, policy, tokenizer, trainer_state,
+                run.save(step, model, tokenizer, trainer_state,
                          extra_models={"value": critic} if critic is not None else None)
 
     evaluation = {"initial": initial["metrics"], "final": final.get("metrics"), "initial_counts": initial["counts"],
@@ -712,13 +749,15 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
                "engine": cfg.rollout.engine, "last": {k2: v for k2, v in last.items() if not k2.startswith("train/")},
                "eval": {"initial": initial["metrics"], "final": final.get("metrics")}}
     title = f"PPO ({cfg.ppo.algorithm}, {architecture})"
-    final_policy = policy
+    final_model = model  # with a shared critic, PolicyWithValueHead.save_pretrained writes the policy + value/
     if cfg.model.lora.enabled:  # model/ holds the merged policy (a plain model directory), model/adapter/ the adapter
         from glm_base.trainkit.checkpoint import save_models
 
-        save_models(accelerator, policy, None, run.run_dir / "model" / "adapter")
-        final_policy = merged_copy(accelerator.unwrap_model(policy))
-    return run.finish(final_policy, tokenizer, summary, extra_models={"value": critic} if critic is not None else None,
+        save_models(accelerator, model, None, run.run_dir / "model" / "adapter")
+        final_model = merged_copy(unwrapped)
+        if shared:
+            final_model = PolicyWithValueHead(final_model, accelerator.unwrap_model(model).value_head)
+    return run.finish(final_model, tokenizer, summary, extra_models={"value": critic} if critic is not None else None,
                       plots=[lambda d: plot_curves(d / "metrics.jsonl", d / "reward_curve.png",
                                                    ["reward", "kl", "rm", *(f"rules/{name.removeprefix('rules:')}" for name in cfg.reward.rules)],
                                                    title=title)])

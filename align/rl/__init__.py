@@ -10,7 +10,8 @@
 - :mod:`.rollout`: ``HFRollout`` (``model.generate``), the ``Rollout`` batch it returns, the causal
   and prefix (GLM-1) layouts, ``chat_prompt_ids``.
 - :mod:`.vllm_engine`: ``VLLMRollout``, the vLLM path (vLLM imported lazily).
-- :mod:`.value_model`: the critic (a backbone with a scalar head).
+- :mod:`.value_model`: the critic: a backbone with a scalar head (``ValueModel``), or a head on the
+  policy's own trunk (``PolicyWithValueHead``, the shared critic).
 - :mod:`.experience`: rollout + scores -> ``Experience`` (old/ref log-probs, KL, rewards, advantages).
 - :mod:`.update`: ``ppo_update``, PPO epochs on ``glm_base.trainkit``'s step (+ entropy, + PPO-ptx).
 

@@ -3,7 +3,9 @@
 Everything here runs without gradients and apart from the update (OpenRLHF's split): old log-probs
 and reference log-probs recomputed with the training forward (same positions, masks and
 temperature as the rollout), values from the critic, per-token KL, token rewards, then advantages
-and returns (GAE with a critic; GRPO or RLOO group baselines without one).
+and returns (GAE with a critic; GRPO or RLOO group baselines without one). With a shared critic
+(:class:`~align.rl.value_model.PolicyWithValueHead`) old log-probs and values come from one forward,
+so experience costs two forwards (policy+values, reference) instead of three.
 
 Dropout should be off in the policy (``hidden_dropout = attention_dropout = 0``, as in OpenRLHF and
 veRL), or old and new log-probs differ by noise before any update.
@@ -19,7 +21,7 @@ import torch
 
 from .advantages import broadcast_to_tokens, gae_advantages, grpo_advantages, masked_whiten, rloo_advantages
 from .kl import kl_per_token
-from .logprobs import response_logprobs
+from .logprobs import logprobs_from_logits, response_logprobs
 from .losses import explained_variance
 from .rewards import token_rewards
 from .rollout import Rollout
@@ -65,6 +67,7 @@ class Experience:
 
 @torch.no_grad()
 def make_experience(rollout: Rollout, scores: torch.Tensor, policy, ref_policy, critic=None, *, kl_coef: float,
+                    shared_critic: bool = False,
                     kl_estimator: str = "k1", temperature: float = 1.0, gamma: float = 1.0, lam: float = 0.95,
                     advantage_estimator: str = "gae", group_size: int | None = None,
                     whiten_advantages: bool = True, truncation_penalty: float = 0.0,
@@ -78,6 +81,10 @@ def make_experience(rollout: Rollout, scores: torch.Tensor, policy, ref_policy, 
     baseline gives one advantage per response, copied onto its tokens). ``whiten_advantages``
     whitens over all valid tokens (of all processes with ``all_reduce``).
 
+    ``shared_critic``: ``policy`` is a :class:`~align.rl.value_model.PolicyWithValueHead` (or
+    accelerate's wrapper of one) and ``critic`` is None: old log-probs and values come from its one
+    forward. ``ref_policy`` must then be a plain causal LM (e.g. a copy of ``policy.policy``).
+
     ``autocast``: pass ``accelerator.autocast`` so the forwards run in the precision the update's
     forward will (``train_step`` runs it under autocast); otherwise bf16 training starts from a ratio
     that is not 1.
@@ -88,16 +95,28 @@ def make_experience(rollout: Rollout, scores: torch.Tensor, policy, ref_policy, 
     """
     if advantage_estimator not in ADVANTAGE_ESTIMATORS:
         raise ValueError(f"unknown advantage_estimator {advantage_estimator!r}; choose one of {ADVANTAGE_ESTIMATORS}")
-    if advantage_estimator == "gae" and critic is None:
-        raise ValueError("advantage_estimator='gae' needs a critic; use 'grpo' or 'rloo' without one")
+    if shared_critic and critic is not None:
+        raise ValueError("shared_critic=True reads the values from the policy's own head: pass critic=None")
+    if shared_critic and advantage_estimator != "gae":
+        raise ValueError(f"shared_critic=True gives values for GAE; advantage_estimator={advantage_estimator!r} "
+                         f"uses none (pass a plain policy)")
+    if advantage_estimator == "gae" and critic is None and not shared_critic:
+        raise ValueError("advantage_estimator='gae' needs a critic (or shared_critic=True); use 'grpo' or 'rloo' "
+                         "without one")
     input_ids, attention_mask, mask = rollout.input_ids, rollout.attention_mask, rollout.response_mask
     length = rollout.response_length
     layout = {"position_ids": rollout.position_ids, "part_a_length": rollout.part_a_length}
     with (autocast or contextlib.nullcontext)():
-        old_logprobs = response_logprobs(policy, input_ids, attention_mask, length, temperature, mask, **layout)
-        ref_logprobs = response_logprobs(ref_policy, input_ids, attention_mask, length, temperature, mask, **layout)
         values = None
-        if advantage_estimator == "gae":
+        if shared_critic:
+            logits, values = policy(input_ids, attention_mask, length, **layout)
+            old_logprobs = logprobs_from_logits(logits, input_ids[:, -length:], temperature, mask=mask)
+            values = values.float() * mask
+            del logits
+        else:
+            old_logprobs = response_logprobs(policy, input_ids, attention_mask, length, temperature, mask, **layout)
+        ref_logprobs = response_logprobs(ref_policy, input_ids, attention_mask, length, temperature, mask, **layout)
+        if advantage_estimator == "gae" and not shared_critic:
             values = response_values(critic, input_ids, attention_mask, length, **layout).float() * mask
     kl = kl_per_token(old_logprobs, ref_logprobs, kl_estimator, mask)
     scores = scores.to(kl.device).float()

@@ -133,9 +133,12 @@ def fake_vllm_module(monkeypatch):
     return sys.modules["vllm"]
 
 
-def test_vllm_engine_from_the_entry_point_gets_the_policy_after_every_update(tmp_path, models, fake_vllm_module):
+@pytest.mark.parametrize("shared", [False, True])
+def test_vllm_engine_from_the_entry_point_gets_the_policy_after_every_update(tmp_path, models, fake_vllm_module,
+                                                                            shared):
     out = tmp_path / "vllm"
-    main(tiny_overrides(out, models["glm4"], models["rm"], **{"rollout.engine": "vllm", "max_steps": 3}))
+    main(tiny_overrides(out, models["glm4"], models["rm"], **{"rollout.engine": "vllm", "max_steps": 3,
+                                                              "critic.shared": str(shared).lower()}))
     engine = fake_vllm.LLM.last
     assert Path(engine.model_path) == out / "vllm_policy"  # the exported (transformers GlmForCausalLM) policy
     assert engine.kwargs["distributed_executor_backend"] == "external_launcher"
@@ -186,18 +189,25 @@ def test_a_nan_reward_stops_the_run_with_one_error_line_naming_the_last_checkpoi
     assert not (out / "checkpoints").exists() or not any((out / "checkpoints").iterdir())
 
 
-def test_lora_policy_uses_its_base_weights_as_reference_and_saves_the_merged_model(tmp_path, models):
+@pytest.mark.parametrize("shared", [False, True])
+def test_lora_policy_uses_its_base_weights_as_reference_and_saves_the_merged_model(tmp_path, models, shared):
     from peft import PeftModel
 
     from glm_base.loading import load_model_and_tokenizer
 
     out = tmp_path / "lora"
     main(tiny_overrides(out, models["glm4"], models["rm"], **{"model.lora.enabled": "true", "model.lora.r": 4,
-                                                              "optim.lr": 1e-2}))
+                                                              "optim.lr": 1e-2, "critic.shared": str(shared).lower()}))
     rows = train_rows(out)
     assert rows[1]["kl"] == 0.0 and rows[2]["kl"] != 0.0  # LoRA's B starts at zero: policy = base at first
     checkpoint = out / "checkpoints" / "step-0000002"
     assert (checkpoint / "adapter_config.json").is_file() and (checkpoint / "value" / "model.safetensors").is_file()
+    if shared:  # the head alone beside the adapter and beside the merged policy
+        from safetensors.torch import load_file
+
+        for directory in (checkpoint, out / "model"):
+            head = load_file(str(directory / "value" / "model.safetensors"))
+            assert sorted(head) == ["value_head.bias", "value_head.weight"] and head["value_head.weight"].abs().sum() > 0
     merged, _ = load_model_and_tokenizer(out / "model")
     base, _ = load_model_and_tokenizer(models["glm4"])
     adapted = PeftModel.from_pretrained(load_model_and_tokenizer(models["glm4"])[0], out / "model" / "adapter")
@@ -207,3 +217,60 @@ def test_lora_policy_uses_its_base_weights_as_reference_and_saves_the_merged_mod
         assert (merged(input_ids=ids).logits - base(input_ids=ids).logits).abs().max() > 1e-4
     changed = [k for k, v in merged.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
     assert changed and all(any(m in k for m in ("q_proj", "k_proj", "v_proj", "o_proj")) for k in changed)
+
+
+def test_shared_critic_checkpoints_the_head_alone_and_resumes_exactly(tmp_path, models):
+    """critic.shared=true: the value head on the policy, one optimizer. Checkpoints and model/ hold the
+    plain policy and only the head in value/; resuming after step 2 gives the uninterrupted step 3."""
+    from safetensors.torch import load_file
+
+    from glm_base.loading import load_model_and_tokenizer
+
+    extra = {"max_steps": 3, "critic.shared": "true", "critic.vf_coef": 0.5, "ppo.ptx_coef": 0.1,
+             "ppo.ptx_batch_size": 2, "ppo.reward_normalization": "running"}
+    full = tmp_path / "full"
+    main(tiny_overrides(full, models["glm4"], models["rm"], **extra))
+    rows = train_rows(full)
+    for row in rows.values():
+        assert set(REQUIRED) <= set(row), set(REQUIRED) - set(row)
+        assert row["value_loss"] > 0 and "train/shared/loss" in row and "train/value/grad_norm" not in row
+        assert row["train/shared/loss"] == pytest.approx(row["train/policy/loss"] + 0.5 * row["train/value/loss"],
+                                                         rel=1e-5, abs=1e-7)
+    assert rows[1]["kl"] == 0.0
+    for directory in (full / "checkpoints" / "step-0000003", full / "model"):
+        head = load_file(str(directory / "value" / "model.safetensors"))
+        assert sorted(head) == ["value_head.bias", "value_head.weight"]
+        assert head["value_head.weight"].abs().sum() > 0  # trained away from its zero start
+        assert not (directory / "value" / "config.json").exists()
+        assert set(load_state(directory)) == set(load_state(models["glm4"]))  # the plain policy's weights
+    policy, _ = load_model_and_tokenizer(full / "model")  # loadable as before
+    assert type(policy).__name__ == "GLMForCausalLM"
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(full, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "step-0000003")
+    for name in ("model", "eval.json", "summary.json"):
+        path = resumed / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    main(tiny_overrides(resumed, models["glm4"], models["rm"], resume="true", **extra))
+    a, b = train_rows(full)[3], train_rows(resumed)[3]
+    for key, value in a.items():
+        if not key.startswith("time/") and key != "samples_per_s":
+            assert b[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+    for name in ("", "value"):
+        left, right = load_state(full / "model" / name), load_state(resumed / "model" / name)
+        assert left.keys() == right.keys()
+        for key in left:
+            torch.testing.assert_close(right[key], left[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_shared_critic_refuses_a_critic_source_and_group_methods(tmp_path, models):
+    from align.ppo import PPOConfig
+    from common.config import ConfigError, load_config
+
+    for extra, message in (({"critic.init_from": "policy"}, "critic.init_from=policy has no meaning"),
+                           ({"ppo.algorithm": "grpo"}, "applies to ppo.algorithm=ppo"),
+                           ({"critic.vf_coef": -1}, "vf_coef must be >= 0")):
+        overrides = tiny_overrides(tmp_path / "x", models["glm4"], models["rm"], **{"critic.shared": "true", **extra})
+        with pytest.raises((ConfigError, ValueError), match=message):
+            load_config(PPOConfig, overrides, prog="python -m align.ppo")

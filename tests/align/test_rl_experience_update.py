@@ -123,9 +123,11 @@ def test_update_argument_errors():
 
 
 @pytest.mark.slow
-def test_one_process_equals_two(tmp_path):
+@pytest.mark.parametrize("critic", ["separate", "shared"])
+def test_one_process_equals_two(tmp_path, critic):
     """The same 8 responses updated by one process, or by two holding 4 each (torchrun, gloo): same
-    weights and metrics (the step normaliser is global, gradients are averaged)."""
+    weights and metrics (the step normaliser is global, gradients are averaged), with a separate
+    critic or a value head on the policy."""
     import os
     import subprocess
     import sys
@@ -139,7 +141,7 @@ def test_one_process_equals_two(tmp_path):
     results = {}
     for world, command in runs.items():
         out = tmp_path / f"world{world}.pt"
-        done = subprocess.run([*command, str(out)], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run([*command, str(out), *(["shared"] if critic == "shared" else [])], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         results[world] = torch.load(out)
     one, two = results[1], results[2]
@@ -147,6 +149,7 @@ def test_one_process_equals_two(tmp_path):
     for name, value in one["metrics"].items():
         assert two["metrics"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
     assert one["metrics"]["policy/clip_fraction"] > 0
+    assert one["metrics"]["value/value_clip_fraction"] > 0 and ("shared/loss" in one["metrics"]) == (critic == "shared")
     for part in ("policy", "critic"):
         for name, tensor in one[part].items():
             torch.testing.assert_close(two[part][name], tensor, rtol=1e-4, atol=1e-6)
