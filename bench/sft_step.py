@@ -7,13 +7,16 @@ is saved in our format and exported with ``glm_base.export`` to transformers' ``
 split, assistant tokens only, token-mean loss, AdamW (lr 1e-4, beta2 0.999, no decay, clip 1.0), no
 gradient checkpointing, one CPU process, no evaluation or checkpoint inside the timed loop:
 
-- *ours*: ``align.sft.run`` with random batching (padding like TRL's) and, second figure, sorted
-  batching (its default); tokens/s from its own step window (non-padding tokens / loop time);
-- *TRL*: ``trl.SFTTrainer(assistant_only_loss=True)`` on the exported model; non-padding tokens
+- *ours*: ``align.sft.run`` with random batching (padding like TRL's), sorted batching, and packing
+  (one row of at most ``--batch`` x 80 tokens per step: the rows average 81 tokens, so a step holds
+  about as many tokens as a padded batch, without the padding; attention by packed sequence);
+  tokens/s from its own step window (non-padding tokens / loop time);
+- *TRL*: ``trl.SFTTrainer(assistant_only_loss=True)`` on the exported model, fed the very batches of
+  our random batching (same rows, same order, so the same padding); non-padding tokens
   (``include_num_input_tokens_seen="non_padding"``) / the time from the first step to the last.
 
 Ours also trains the ``<|user|>`` that ends the last reply (one token per example more than TRL's
-rendering has). The three runs alternate for ``--rounds`` rounds and each keeps its best, so a
+rendering has). The four runs alternate for ``--rounds`` rounds and each keeps its best, so a
 change of load hits all of them alike; the ratio is the one to read.
 
     python bench/sft_step.py [--steps 30] [--batch 8] [--hidden 256] [--layers 4] [--rounds 2]
@@ -61,12 +64,16 @@ def make_models(root: Path, args) -> tuple[Path, Path]:
     return ours, export_to_transformers(ours, root / "exported")
 
 
-def run_ours(model_dir: Path, data: Path, out: Path, args, batching: str) -> dict:
+def run_ours(model_dir: Path, data: Path, out: Path, args, batching: str, packed: bool = False) -> dict:
     from align.sft import SFTConfig, run
 
+    # packed: one row per step of at most batch x 80 tokens (the rows average 81 tokens), about the
+    # tokens of the padded runs' batch; steps stop when the packed rows run out
+    shape = ["data.packing=true", f"data.max_length={args.batch * 80}", "batch_size=1"] if packed else \
+        ["data.max_length=1024", f"batch_size={args.batch}"]
     cfg = load_config(SFTConfig, [
-        f"output_dir={out}", f"model.init_from={model_dir}", f"data.train_files=[{data}]", "data.max_length=1024",
-        f"data.batching={batching}", "data.loss_weighting=token", f"batch_size={args.batch}",
+        f"output_dir={out}", "overwrite=true", f"model.init_from={model_dir}", f"data.train_files=[{data}]", *shape,
+        f"data.batching={batching}", "data.loss_weighting=token",
         f"max_steps={args.steps}", f"log_every={args.steps}", "eval_every=0", "save_every=0",
         "eval.language_questions=0", "optim.lr=0.0001", "optim.warmup_steps=0", "optim.weight_decay=0.0",
         "optim.grad_clip=1.0", "seed=0"])
@@ -81,6 +88,8 @@ def run_trl(model_dir: Path, data: Path, out: Path, args) -> dict:
     from datasets import Dataset
     from transformers import AutoTokenizer, GlmForCausalLM, TrainerCallback
     from trl import SFTConfig, SFTTrainer
+
+    from glm_base.trainkit.batches import PermutationSampler
 
     class StepClock(TrainerCallback):
         def __init__(self):
@@ -102,8 +111,16 @@ def run_trl(model_dir: Path, data: Path, out: Path, args) -> dict:
                        assistant_only_loss=True, max_length=1024, packing=False, save_strategy="no",
                        report_to="none", logging_steps=args.steps, seed=0, dataloader_num_workers=0,
                        include_num_input_tokens_seen="non_padding")
+    class SameBatches(SFTTrainer):
+        """TRL's trainer on exactly the batches of our random batching (its own shuffle would pad
+        differently, and the padding share decides the figure)."""
+
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = PermutationSampler(len(rows), args.batch, 0)  # align.sft's random batching, seed 0
+            return [i for p in range(args.steps) for i in sampler.batch(p)]
+
     clock = StepClock()
-    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
+    trainer = SameBatches(model=model, args=config, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer, callbacks=[clock])
     trainer.train()
     tokens = int(trainer.state.num_input_tokens_seen)
@@ -112,15 +129,15 @@ def run_trl(model_dir: Path, data: Path, out: Path, args) -> dict:
             "final_loss": losses[-1] if losses else None}
 
 
-RUNS = ("ours_random_batching", "trl_sft_trainer", "ours_sorted_batching")
+RUNS = ("ours_random_batching", "trl_sft_trainer", "ours_sorted_batching", "ours_packed")
 
 
 def measure(name: str, root: Path, args) -> dict:
     """One measurement, in this process (``--only``)."""
     if name == "trl_sft_trainer":
         return run_trl(root / "exported", root / "train.jsonl", root / "trl", args)
-    batching = "random" if name == "ours_random_batching" else "sorted"
-    return run_ours(root / "ours", root / "train.jsonl", root / name, args, batching)
+    batching = "sorted" if name == "ours_sorted_batching" else "random"
+    return run_ours(root / "ours", root / "train.jsonl", root / name, args, batching, packed=name == "ours_packed")
 
 
 def main(argv=None) -> dict:
