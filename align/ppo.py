@@ -758,9 +758,20 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
         if shared:
             final_model = PolicyWithValueHead(final_model, accelerator.unwrap_model(model).value_head)
     return run.finish(final_model, tokenizer, summary, extra_models={"value": critic} if critic is not None else None,
-                      plots=[lambda d: plot_curves(d / "metrics.jsonl", d / "reward_curve.png",
-                                                   ["reward", "kl", "rm", *(f"rules/{name.removeprefix('rules:')}" for name in cfg.reward.rules)],
-                                                   title=title)])
+                      plots=[lambda d: plot_ppo_curves(cfg, d / "metrics.jsonl", d / "reward_curve.png", title)])
+
+
+def plot_ppo_curves(cfg: PPOConfig, metrics_path, out_png, title: str):
+    """Three stacked panels over steps: the rewards (total, reward model, each rule), the KL to the
+    reference against its target, and the KL coefficient; per-step figures come from a few rollouts,
+    so each is drawn as a moving average over its faint raw values."""
+    rules = [f"rules/{name.removeprefix('rules:')}" for name in cfg.reward.rules]
+    target = {"KL to the reference (nats per response)": (cfg.ppo.kl_target, "target")} if cfg.ppo.kl_target else {}
+    return plot_curves(metrics_path, out_png, [], title=title, smooth=max(1, min(8, cfg.max_steps // 10)),
+                       panels=[("rewards", ["reward", "rm", *rules]),
+                               ("KL to the reference (nats per response)", ["kl"]),
+                               ("KL coefficient", ["kl_coef"])],
+                       reference_lines=target, raw=["kl_coef"])
 
 
 def world_prompts_file(kind: str, cfg: PPOConfig) -> str:

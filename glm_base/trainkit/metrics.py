@@ -93,30 +93,73 @@ def read_metrics(path: str | Path) -> list[dict]:
     return load_jsonl(path, tolerate_torn_tail=True)
 
 
-def plot_curves(metrics_path: str | Path, out_png: str | Path, keys: Iterable[str], title: str = "") -> Path | None:
-    """One panel per key prefix group; each key that appears in the JSONL becomes a line over steps."""
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Trailing mean over the last ``window`` values (fewer at the start); ``window <= 1`` returns
+    the values unchanged."""
+    if window <= 1:
+        return list(values)
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_curves(metrics_path: str | Path, out_png: str | Path, keys: Iterable[str], title: str = "",
+                panels: list[tuple[str, list[str]]] | None = None, smooth: int = 0,
+                reference_lines: dict[str, tuple[float, str]] | None = None, raw: Iterable[str] = ()) -> Path | None:
+    """Curves over optimizer steps from a ``metrics.jsonl``: every key that appears becomes a line.
+
+    ``keys`` go in one panel; ``panels`` (``[(panel title, keys), ...]``) instead stacks one panel
+    per group on a shared step axis (keys absent from the file are left out, empty panels too).
+    ``smooth > 1`` draws each series as a trailing moving average of that many steps over its raw
+    values (faint), for noisy per-step figures such as RL rewards, except the ``raw`` keys (figures
+that are not noisy, such as a controller's coefficient). ``reference_lines`` maps a panel
+    title to ``(value, label)``: a dashed horizontal line (a target). Returns the PNG's path, or None
+    when no key has a value."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = read_metrics(metrics_path)
-    series = {}
-    for key in keys:
-        points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
-        if points:
-            series[key] = points
-    if not series:
+    groups = panels if panels is not None else [("", list(keys))]
+    drawn = []
+    for panel_title, panel_keys in groups:
+        series = {}
+        for key in panel_keys:
+            points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+            if points:
+                series[key] = points
+        if series:
+            drawn.append((panel_title, series))
+    if not drawn:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key, points in series.items():
-        steps, values = zip(*points)
-        ax.plot(steps, values, label=key, marker="o" if len(points) < 30 else None, markersize=3)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("value")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(len(drawn), 1, figsize=(7, 2.2 + 1.8 * len(drawn)) if len(drawn) > 1 else (7, 4),
+                             sharex=True, squeeze=False)
+    for ax, (panel_title, series) in zip(axes[:, 0], drawn):
+        for i, (key, points) in enumerate(series.items()):
+            steps, values = zip(*points)
+            color = f"C{i}"
+            if smooth > 1 and len(values) > smooth and key not in raw:
+                ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8)
+                ax.plot(steps, moving_average(list(values), smooth), color=color, label=f"{key} ({smooth}-step mean)")
+            else:
+                ax.plot(steps, values, color=color, label=key, marker="o" if len(points) < 30 else None, markersize=3)
+        if reference_lines and panel_title in reference_lines:
+            value, label = reference_lines[panel_title]
+            ax.axhline(value, color="black", linestyle="--", linewidth=1, label=label)
+        if panel_title:
+            ax.set_title(panel_title, fontsize=10, loc="left")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[-1, 0].set_xlabel("optimizer step")
+    if len(drawn) == 1:
+        axes[0, 0].set_ylabel("value")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     out_png = Path(out_png)
     fig.savefig(out_png, dpi=120)
