@@ -65,7 +65,7 @@ from glm_base.trainkit.batches import PermutationSampler, shard_rows
 from glm_base.trainkit.metrics import plot_curves
 from glm_base.trainkit.optim import OptimArgs, build_optimizer
 from glm_base.trainkit.run import Run, start_run, train_main
-from glm_base.trainkit.steps import NonFiniteLoss
+from glm_base.trainkit.steps import NonFiniteLoss, at_step
 
 logger = logging.getLogger("align.ppo")
 
@@ -698,15 +698,12 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
             times["time/experience"] = time.perf_counter() - t0
 
             t0 = time.perf_counter()
-            try:
+            with at_step(step):
                 update = ppo_update(accelerator, model, policy_opt, experience, update_args, critic=critic,
                                     critic_optimizer=critic_opt, ptx_batches=ptx,
                                     generator=torch.Generator().manual_seed(step_seed(cfg.seed, step, run.rank, 7)),
                                     policy_scheduler=policy_sched, critic_scheduler=critic_sched,
                                     shared_critic=shared)
-            except NonFiniteLoss as err:
-                err.step = step
-                raise
             if cfg.rollout.engine == "vllm":
                 with full_parameters(accelerator, unwrapped):
                     sampler.push_weights()

@@ -50,7 +50,7 @@ from glm_base.trainkit.checkpoint import save_models
 from glm_base.trainkit.metrics import StepWindow, plot_curves
 from glm_base.trainkit.optim import OptimArgs, build_optimizer
 from glm_base.trainkit.run import Run, start_run, train_main
-from glm_base.trainkit.steps import NonFiniteLoss, train_step
+from glm_base.trainkit.steps import at_step, train_step
 
 from .batching import SortedBatchSampler
 from .packing import collate, make_rows, sft_loss
@@ -369,12 +369,9 @@ def run(cfg: SFTConfig) -> dict[str, Any]:
             tokens = sum(int(mb["attention_mask"].sum()) for mb in micro_batches)
             tokens_seen += tokens
             targets_seen += sum(int(mb["num_target_tokens"].sum()) for mb in micro_batches)
-            try:
+            with at_step(step):
                 result = train_step(accelerator, model, optimizer, [local_share(mb, run) for mb in micro_batches],
                                     normaliser, loss_fn=sft_loss, grad_clip=cfg.optim.grad_clip)
-            except NonFiniteLoss as err:
-                err.step = step
-                raise
             scheduler.step()
             window.add(result, tokens=tokens)
             progress.update(1)

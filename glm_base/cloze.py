@@ -50,7 +50,7 @@ from .trainkit.batches import GlobalBatchStream, PermutationSampler
 from .trainkit.metrics import StepWindow, plot_bars
 from .trainkit.optim import OptimArgs, build_optimizer
 from .trainkit.run import start_run, train_main
-from .trainkit.steps import NonFiniteLoss, train_step
+from .trainkit.steps import at_step, train_step
 
 logger = logging.getLogger("glm_base.cloze")
 
@@ -182,12 +182,9 @@ def run(cfg: ClozeConfig) -> dict[str, Any]:
             micro = [next(batches) for _ in range(cfg.grad_accum)]
             position += cfg.grad_accum
             local = [collate(mb[run.rank::run.world], task.pad_id) for mb in micro]
-            try:
+            with at_step(step):
                 result = train_step(accelerator, model, optimizer, local, cfg.batch_size * cfg.grad_accum,
                                     loss_fn=cloze_loss, grad_clip=cfg.optim.grad_clip)
-            except NonFiniteLoss as err:
-                err.step = step
-                raise
             scheduler.step()
             window.add(result)
             progress.update(1)

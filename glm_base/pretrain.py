@@ -41,7 +41,7 @@ from .trainkit.batches import GlobalBatchStream, PermutationSampler, shard_rows
 from .trainkit.metrics import StepWindow, plot_curves
 from .trainkit.optim import OptimArgs, build_optimizer
 from .trainkit.run import Run, start_run, train_main
-from .trainkit.steps import NonFiniteLoss, targets_only_loss, train_step
+from .trainkit.steps import at_step, targets_only_loss, train_step
 
 logger = logging.getLogger("glm_base.pretrain")
 
@@ -266,12 +266,9 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
             local_batches = [{k: v.to(accelerator.device) for k, v in
                               shard_rows(mb, run.rank, run.world, ignore={"shift_labels": IGNORE_INDEX}).items()}
                              for mb in micro_batches]
-            try:
+            with at_step(step):
                 result = train_step(accelerator, model, optimizer, local_batches, step_targets,
                                     loss_fn=targets_only_loss, grad_clip=cfg.optim.grad_clip)
-            except NonFiniteLoss as err:
-                err.step = step
-                raise
             scheduler.step()
             window.add(result, tokens=tokens)
             progress.update(1)

@@ -43,7 +43,7 @@ from glm_base.trainkit.batches import GlobalBatchStream, PermutationSampler
 from glm_base.trainkit.metrics import StepWindow, plot_bars, plot_curves
 from glm_base.trainkit.optim import OptimArgs, build_optimizer
 from glm_base.trainkit.run import Run, start_run, train_main
-from glm_base.trainkit.steps import NonFiniteLoss, train_step
+from glm_base.trainkit.steps import at_step, train_step
 from world.config import SIZES as WORLD_SIZES
 
 from .data import (BAD_ROWS, TRUNCATION, DataReport, EncodedGroup, balance_lengths, collate_groups,
@@ -242,12 +242,9 @@ def run(cfg: RMConfig) -> dict[str, Any]:
             step_pairs = sum(g.weight for mb in micro for g in mb)
             local = [{k: v.to(accelerator.device) for k, v in collate_groups(mb[run.rank::run.world], pad_id).items()}
                      for mb in micro]
-            try:
+            with at_step(step):
                 result = train_step(accelerator, model, optimizer, local, step_pairs, loss_fn=rm_loss,
                                     grad_clip=cfg.optim.grad_clip)
-            except NonFiniteLoss as err:
-                err.step = step
-                raise
             scheduler.step()
             window.add(result, tokens=sum(len(ids) for mb in micro for g in mb for ids in g.input_ids))
             progress.update(1)

@@ -27,6 +27,7 @@ and reports the norm only once it has stepped; that norm is then checked after t
 from __future__ import annotations
 
 import math
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -43,6 +44,17 @@ class NonFiniteLoss(RuntimeError):
         super().__init__(f"non-finite {what}")
         self.what = what
         self.step = step
+
+
+@contextlib.contextmanager
+def at_step(step: int):
+    """Stamp a :class:`NonFiniteLoss` raised inside with the optimizer step it happened at (the
+    entry point's error message names it)."""
+    try:
+        yield
+    except NonFiniteLoss as err:
+        err.step = step
+        raise
 
 
 @dataclass
