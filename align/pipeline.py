@@ -28,7 +28,7 @@ from common.cli import fail, run_main
 from common.config import load_config
 from common.errors import UserError
 
-from .report import build_report
+from .report import build_report, read_json
 
 PY = sys.executable
 
@@ -104,10 +104,6 @@ class Context:
                 *args, *self.extra(stage)]
 
 
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def _pick(data: dict, keys) -> dict:
     return {k: data[k] for k in keys if k in data}
 
@@ -117,11 +113,11 @@ STAGES: list[Stage] = [
           lambda c: [PY, "-m", "world.build", "--out", str(c.world), "--size", c.cfg.world_scale,
                      "--seed", str(c.cfg.world_seed)],
           lambda c: {kind: {"train": e["train"]["rows"], "eval": e["eval"]["rows"]}
-                     for kind, e in _json(c.world / "manifest.json").get("files", {}).items()}),
+                     for kind, e in read_json(c.world / "manifest.json").get("files", {}).items()}),
     Stage("pretrain", "tokenizer + GLM blank-infilling pretraining", ("world",),
           lambda c: c.trainer("pretrain", "glm_base.pretrain", f"data.train_files=[{c.world / 'corpus' / 'train.jsonl'}]",
                               f"data.eval_files=[{c.world / 'corpus' / 'eval.jsonl'}]"),
-          lambda c: {k: v for k, v in _json(c.dir("pretrain") / "summary.json").items()
+          lambda c: {k: v for k, v in read_json(c.dir("pretrain") / "summary.json").items()
                      if k.startswith("eval/") or k in ("steps", "tokens_seen")}, needs_config=True),
     Stage("infill", "infill with the pretrained model", ("pretrain",),
           lambda c: [PY, "-m", "glm_base.infill", "--model", str(c.base_model), "--spans",
@@ -132,44 +128,44 @@ STAGES: list[Stage] = [
           lambda c: [PY, "-m", "glm_base.fact_probe", "--model", str(c.base_model), "--world", str(c.world),
                      "--limit", str(60 if c.cfg.quick else c.cfg.fact_probe_limit),
                      "--out", str(c.dir("fact_probe") / "fact_probe.json"), "--plot", str(c.dir("fact_probe") / "by_relation.png")],
-          lambda c: _pick(_json(c.dir("fact_probe") / "fact_probe.json"),
+          lambda c: _pick(read_json(c.dir("fact_probe") / "fact_probe.json"),
                           ("probes", "accuracy", "choice_accuracy", "chance", "majority", "accuracy_by_lang"))),
     Stage("export", "export to transformers' GlmForCausalLM (logit parity checked)", ("pretrain",),
           lambda c: [PY, "-m", "glm_base.export", "--model", str(c.base_model), "--out", str(c.dir("export") / "hf"),
                      "--check-parity"],
-          lambda c: _json(c.dir("export") / "hf" / "parity.json")),
+          lambda c: read_json(c.dir("export") / "hf" / "parity.json")),
     Stage("cloze", "PET cloze fine-tuning (32 examples) vs linear probe", ("pretrain",),
           lambda c: c.trainer("cloze", "glm_base.cloze", f"init_from={c.base_model}"),
-          lambda c: _pick(_json(c.dir("cloze") / "summary.json"), ("accuracy", "n_train")), needs_config=True),
+          lambda c: _pick(read_json(c.dir("cloze") / "summary.json"), ("accuracy", "n_train")), needs_config=True),
     Stage("annotation", "annotation store: simulated annotators rank and write; export rankings, pairs, SFT rows",
           ("world",),
           lambda c: [PY, "-m", "scripts.annotation_demo", "--world", str(c.world), "--out", str(c.dir("annotation"))],
-          lambda c: _json(c.dir("annotation") / "summary.json")),
+          lambda c: read_json(c.dir("annotation") / "summary.json")),
     Stage("sft", "supervised fine-tuning on human prompts", ("pretrain",),
           lambda c: c.trainer("sft", "align.sft", f"model.init_from={c.base_model}",
                               f"data.train_files=[{c.world / 'sft' / 'train.jsonl'}]",
                               f"data.eval_files=[{c.world / 'sft' / 'eval.jsonl'}]"),
-          lambda c: _json(c.dir("sft") / "summary.json"), needs_config=True),
+          lambda c: read_json(c.dir("sft") / "summary.json"), needs_config=True),
     Stage("feedback", "the SFT model's candidates ranked in the annotation store, exported as rankings", ("sft",),
           lambda c: [PY, "-m", "align.feedback", "--policy", str(c.dir("sft") / "model"), "--world", str(c.world),
                      "--out", str(c.dir("feedback")), "--prompts", "6" if c.cfg.quick else str(c.cfg.feedback_prompts),
                      "--seed", str(c.cfg.world_seed)],
-          lambda c: _json(c.dir("feedback") / "summary.json")),
+          lambda c: read_json(c.dir("feedback") / "summary.json")),
     Stage("rm", "reward model on the world's preferences + the feedback rankings", ("sft", "feedback"),
           lambda c: c.trainer("rm", "rewards.train", f"model.init_from={c.dir('sft') / 'model'}",
                               f"data.train_files=[{c.world / 'preferences' / 'train.jsonl'}, "
                               f"{c.dir('feedback') / 'rankings.jsonl'}]",
                               f"data.eval_files=[{c.world / 'preferences' / 'eval.jsonl'}]"),
-          lambda c: _json(c.dir("rm") / "summary.json"), needs_config=True),
+          lambda c: read_json(c.dir("rm") / "summary.json"), needs_config=True),
     Stage("dpo", "DPO baseline from the SFT model (TRL's DPOTrainer)", ("sft",),
           lambda c: c.trainer("dpo", "align.dpo", f"init_from={c.dir('sft') / 'model'}",
                               f"data.train_files=[{c.world / 'preferences' / 'train.jsonl'}]",
                               f"data.eval_files=[{c.world / 'preferences' / 'eval.jsonl'}]"),
-          lambda c: _json(c.dir("dpo") / "summary.json"), needs_config=True),
+          lambda c: read_json(c.dir("dpo") / "summary.json"), needs_config=True),
     Stage("ppo", "PPO against the reward model and the rule rewards", ("sft", "rm"),
           lambda c: c.trainer("ppo", "align.ppo", f"model.init_from={c.dir('sft') / 'model'}",
                               f"reward.model={c.dir('rm') / 'model'}"),
-          lambda c: _json(c.dir("ppo") / "eval.json"), needs_config=True),
+          lambda c: read_json(c.dir("ppo") / "eval.json"), needs_config=True),
 ]
 
 
@@ -185,7 +181,7 @@ def evaluate_command(c: Context) -> list[str]:
 
 
 STAGES.append(Stage("evaluate", "alignment metrics of base, SFT, DPO and PPO on held-out world prompts", ("sft",),
-                    evaluate_command, lambda c: _json(c.out / "metrics.json"), uses=("dpo", "ppo")))
+                    evaluate_command, lambda c: read_json(c.out / "metrics.json"), uses=("dpo", "ppo")))
 BY_NAME = {s.name: s for s in STAGES}
 
 
@@ -297,7 +293,7 @@ def write_summary(ctx: Context, stages: list[Stage]) -> dict:
     """``summary.json`` (each stage's time and figures) and ``SUMMARY.md`` (the same, readable)."""
     summary: dict[str, Any] = {"output_dir": str(ctx.out), "stages": {}}
     for stage in stages:
-        done = _json(ctx.dir(stage.name) / ".done")
+        done = read_json(ctx.dir(stage.name) / ".done")
         summary["stages"][stage.name] = {"seconds": done.get("seconds"), **stage.figures(ctx)}
     (ctx.out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (ctx.out / "SUMMARY.md").write_text("\n".join(summary_lines(summary["stages"], ctx)) + "\n", encoding="utf-8")

@@ -33,7 +33,8 @@ class Section:
     images: list[tuple[str, Path]] = field(default_factory=list)
 
 
-def _json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """A JSON file's object, or {} when the file is absent (a stage that did not run)."""
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
@@ -54,7 +55,7 @@ def _curve(run_dir: Path, keys: list[str], out_png: Path, title: str) -> Path | 
 
 def sections(run: Path) -> list[Section]:
     out: list[Section] = []
-    summary = _json(run / "summary.json").get("stages", {})
+    summary = read_json(run / "summary.json").get("stages", {})
     figures = run / "report_figures"
     figures.mkdir(exist_ok=True)
 
@@ -115,7 +116,7 @@ def sections(run: Path) -> list[Section]:
         if isinstance(by_category, dict):
             section.tables.append((["category", "accuracy"], [[k, _fmt(v)] for k, v in by_category.items()]))
         out.append(section)
-    metrics = _json(run / "metrics.json")
+    metrics = read_json(run / "metrics.json")
     if metrics:
         names = ["mixing_rate", "needless_refusal_rate", "harmful_refusal_rate", "factual_accuracy", "heldout_loss"]
         rows = []
