@@ -165,6 +165,9 @@ class PPODataArgs:
     prompt_files: list[str] = field(default_factory=list, metadata={"help": "JSONL prompts ({prompt|messages, lang, category, label?}); empty = the world's train prompts"})
     eval_prompt_files: list[str] = field(default_factory=list, metadata={"help": "held-out JSONL prompts; empty = the world's eval prompts"})
     world_kinds: list[str] = field(default_factory=lambda: ["sft", "safety"], metadata={"help": "world splits whose prompts are used (sft, safety)"})
+    world_repeats: dict[str, int] = field(default_factory=dict, metadata={
+        "help": "world split -> times its training prompts are listed per epoch, e.g. {safety: 4}: the harmful vs "
+                "benign-but-alarming prompts are otherwise a small share of the rollouts"})
     world_scale: str = field(default="tiny", metadata={"help": "size of the default world", "choices": ["tiny", "small", "medium"]})
     world_seed: int = field(default=0, metadata={"help": "seed of the default world"})
     ptx_files: list[str] = field(default_factory=list, metadata={"help": "SFT chat rows for PPO-ptx; empty = the world's sft train split"})
@@ -382,7 +385,7 @@ def load_prompt_rows(cfg: PPOConfig, run: Run) -> tuple[list[PromptRow], list[Pr
         if d.prompt_files:
             train = [row for path in d.prompt_files for row in read_prompts(path)]
         else:
-            train = world_prompts("train", d.world_kinds, d.world_scale, d.world_seed)
+            train = world_prompts("train", d.world_kinds, d.world_scale, d.world_seed, d.world_repeats)
         if d.eval_prompt_files:
             held_out = [row for path in d.eval_prompt_files for row in read_prompts(path)]
             held_out = held_out[:cfg.eval.prompts] if cfg.eval.prompts else held_out

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from common.errors import UserError
 from common.jsonl import JsonlError, read_jsonl
@@ -128,8 +128,16 @@ def read_prompts(path: str | Path) -> list[PromptRow]:
     return rows
 
 
-def world_prompts(split: str, kinds: Sequence[str] = ("sft", "safety"), size: str = "tiny", seed: int = 0) -> list[PromptRow]:
-    """The world's prompts of ``split`` (train | eval) for each of ``kinds``, built on first use."""
+def world_prompts(split: str, kinds: Sequence[str] = ("sft", "safety"), size: str = "tiny", seed: int = 0,
+                  repeats: Mapping[str, int] | None = None) -> list[PromptRow]:
+    """The world's prompts of ``split`` (train | eval) for each of ``kinds``, built on first use;
+    ``repeats`` (kind -> n >= 1) lists a kind's rows n times (oversampling)."""
+    repeats = dict(repeats or {})
+    for kind, n in repeats.items():
+        if kind not in kinds:
+            raise UserError(f"data.world_repeats: {kind!r} is not among data.world_kinds {list(kinds)}")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise UserError(f"data.world_repeats.{kind}: expected an integer >= 1, got {n!r}")
     from world.default import world_files
 
     if split not in ("train", "eval"):
@@ -139,7 +147,7 @@ def world_prompts(split: str, kinds: Sequence[str] = ("sft", "safety"), size: st
         if kind not in ("sft", "safety"):
             raise UserError(f"data.world_kinds: {kind!r} is not a prompt source; use sft and/or safety")
         train, evaluation = world_files(kind, size=size, seed=seed)
-        rows.extend(read_prompts(train if split == "train" else evaluation))
+        rows.extend(read_prompts(train if split == "train" else evaluation) * repeats.get(kind, 1))
     return rows
 
 

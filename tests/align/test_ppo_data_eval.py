@@ -51,6 +51,21 @@ def test_a_bad_prompt_row_names_the_file_line_and_field(tmp_path, row, field, pr
     assert str(err.value).startswith(f"{path}:2: field {field!r}")
 
 
+def test_world_repeats_oversample_a_split_and_refuse_bad_values():
+    from align.ppo_data import world_prompts
+    from common.errors import UserError
+
+    once = world_prompts("train", ["sft", "safety"])
+    safety = [r for r in once if "label" in r.meta]
+    thrice = world_prompts("train", ["sft", "safety"], repeats={"safety": 3})
+    assert len(thrice) == len(once) + 2 * len(safety)
+    assert sum(1 for r in thrice if "label" in r.meta) == 3 * len(safety)
+    with pytest.raises(UserError, match="world_repeats: 'safety' is not among"):
+        world_prompts("train", ["sft"], repeats={"safety": 2})
+    with pytest.raises(UserError, match=r"world_repeats.safety: expected an integer >= 1, got 0"):
+        world_prompts("train", ["sft", "safety"], repeats={"safety": 0})
+
+
 def test_interleave_takes_one_row_per_category_in_turn():
     rows = [PromptRow([{"role": "user", "content": str(i)}], {"category": c}) for i, c in enumerate("aaabbc")]
     assert [r.messages[0]["content"] for r in interleave(rows)] == ["0", "3", "5", "1", "4", "2"]
