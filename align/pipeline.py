@@ -28,7 +28,7 @@ from common.cli import fail, run_main
 from common.config import load_config
 from common.errors import UserError
 
-from .report import build_report, read_json
+from .report import build_report, fact_probe_note, read_json
 
 PY = sys.executable
 
@@ -315,8 +315,7 @@ def summary_lines(stages: dict[str, dict], ctx: Context) -> list[str]:
     if "accuracy" in probe:
         lines += ["", "## Fact probe", "", f"{probe['probes']} held-out facts: generated exactly {probe['accuracy']:.3f}, "
                   f"ranked first among the relation's values {probe['choice_accuracy']:.3f}; chance {probe['chance']:.3f}, "
-                  f"majority {probe['majority']:.3f}. The few-minute pretraining does not hold the world's facts; "
-                  f"configs/pipeline/full.yaml pretrains long enough for it."]
+                  f"majority {probe['majority']:.3f}. {fact_probe_note(probe)}"]
     if "max_abs_diff" in stages.get("export", {}):
         lines += ["", f"Export to transformers' GlmForCausalLM: max |logit difference| "
                   f"{stages['export']['max_abs_diff']:.2e}"]

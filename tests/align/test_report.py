@@ -102,3 +102,11 @@ def test_report_renders_in_chromium(tmp_path):
         finally:
             browser.close()
     assert shot.stat().st_size > 20_000
+
+
+def test_fact_probe_note_follows_what_the_pretraining_holds():
+    from align.report import fact_probe_note
+
+    assert "few-minute pretraining" in fact_probe_note({"accuracy": 0.0})
+    note = fact_probe_note({"accuracy": 0.35})
+    assert "holds 35% of the held-out facts" in note and "few-minute" not in note
