@@ -14,7 +14,8 @@ overlay it is refused with a ValueError naming the backends that can.
 
 Packed rows without a Part A under sdpa take a faster road than any mask (:func:`packed_segments`,
 :func:`segment_attention_forward`): each packed sequence's causal attention runs on its own, the CPU
-counterpart of flash attention's varlen kernels. A dense mask makes a row of ``L`` tokens pay for
+counterpart of flash attention's varlen kernels; under flash attention the same segments become
+the varlen kernel's cumulative lengths (:func:`flash_varlen_kwargs`). A dense mask makes a row of ``L`` tokens pay for
 ``L**2`` scores however it is cut; run by segment, it pays ``sum(n_i**2) / 2`` (causal blocks skipped).
 """
 
@@ -147,12 +148,24 @@ def varlen_segments(config, sequence_ids, attention_mask, part_a_length, output_
     """The segments of :func:`packed_segments` when a forward without cache may run attention by
     segment, else None: sdpa, packed causal rows (``sequence_ids`` and no Part A), no weights asked
     for, no custom 4D mask, and a 2D ``attention_mask`` (if any) that masks only padding (id 0)."""
-    if sequence_ids is None or part_a_length is not None or output_attentions or config._attn_implementation != "sdpa":
+    if sequence_ids is None or part_a_length is not None or output_attentions:
+        return None
+    if config._attn_implementation != "sdpa" and not is_flash_attention_requested(config):
         return None
     if attention_mask is not None:
         if attention_mask.dim() != 2 or bool(((attention_mask == 0) & (sequence_ids != 0)).any()):
             return None
     return packed_segments(sequence_ids)
+
+
+def flash_varlen_kwargs(segments: list[list[tuple[int, int]]], length: int, device) -> dict:
+    """The segments as flash attention's varlen arguments over the batch flattened to one row
+    (``cu_seq_lens_q/k``: int32 start offsets with the total at the end, ``max_length_q/k``), which
+    transformers' flash integration passes to ``flash_attn_varlen_func`` when no mask is given."""
+    starts = [row * length + start for row, runs in enumerate(segments) for start, _ in runs]
+    cu = torch.tensor(starts + [len(segments) * length], dtype=torch.int32, device=device)
+    longest = max(end - start for runs in segments for start, end in runs)
+    return {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest, "max_length_k": longest}
 
 
 def segment_attention_forward(module, query, key, value, segments, scaling: float, dropout: float = 0.0):

@@ -41,11 +41,12 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils.generic import TransformersKwargs
+from transformers.utils.generic import TransformersKwargs, is_flash_attention_requested
 from transformers.utils.output_capturing import capture_outputs
 
 from .attention import (  # noqa: F401 (build_attention_mask re-exported)
-    build_attention_mask, eager_attention_forward, glm_attention_mask, segment_attention_forward, varlen_segments,
+    build_attention_mask, eager_attention_forward, flash_varlen_kwargs, glm_attention_mask, segment_attention_forward,
+    varlen_segments,
 )
 from .configuration import GLMConfig
 
@@ -384,7 +385,10 @@ class GLMModel(GLMPreTrainedModel):
             segments = varlen_segments(self.config, sequence_ids, attention_mask, part_a_length, output_attentions)
         if segments is not None:
             mask = None
-            kwargs["segments"] = segments
+            if is_flash_attention_requested(self.config):  # flash's own varlen kernel over the flattened batch
+                kwargs.update(flash_varlen_kwargs(segments, length, inputs_embeds.device))
+            else:
+                kwargs["segments"] = segments
         else:
             mask = glm_attention_mask(self.config, inputs_embeds, attention_mask, mask_cache, packed_positions,
                                       part_a_length, sequence_ids, kv_length)

@@ -214,3 +214,36 @@ def test_masked_road_where_segments_cannot_express_the_input(inputs, monkeypatch
     else:
         assert varlen_segments(config, seq, None, None, output_attentions=True) is None
     assert varlen_segments(config, seq, torch.ones(1, 4, dtype=torch.long), None) == [[(0, 2), (2, 4)]]
+
+
+def test_flash_attention_gets_the_packed_segments_as_varlen_lengths():
+    """Under flash attention a packed batch goes to the varlen kernel: no mask, cumulative lengths
+    over the batch flattened to one row (transformers' ``cu_seq_lens_*``/``max_length_*``). A fake
+    kernel with flash_attn_varlen_func's semantics (causal inside each cumulative-length segment)
+    registered as an attention implementation gives the sdpa logits."""
+    from transformers import AttentionInterface
+
+    seen = []
+
+    def fake_flash_varlen(module, query, key, value, attention_mask, scaling=None, dropout=0.0, cu_seq_lens_q=None,
+                          cu_seq_lens_k=None, max_length_q=None, max_length_k=None, **kwargs):
+        assert attention_mask is None and torch.equal(cu_seq_lens_q, cu_seq_lens_k)
+        seen.append((cu_seq_lens_q.tolist(), max_length_q))
+        batch, heads, length, dim = query.shape
+        flat = [t.transpose(1, 2).reshape(batch * length, -1, dim).transpose(0, 1)[None] for t in (query, key, value)]
+        cuts = cu_seq_lens_q.tolist()
+        pieces = [torch.nn.functional.scaled_dot_product_attention(
+            *(t[:, :, s:e] for t in flat), is_causal=True, scale=scaling, enable_gqa=True) for s, e in zip(cuts, cuts[1:])]
+        out = torch.cat(pieces, dim=2)[0].transpose(0, 1).reshape(batch, length, heads, dim)
+        return out, None
+
+    AttentionInterface.register("flash_attention_fake", fake_flash_varlen)
+    inputs, real = packed_batch()
+    model = tiny_model("glm4")
+    with torch.no_grad():
+        sdpa = model(**inputs).logits
+        model.config._attn_implementation_internal = "flash_attention_fake"  # set_attn_implementation would load a kernel
+        flash = model(**inputs).logits
+    # rows of 18 tokens: [5, 7, 4, pad 2] and [9, pad 9]
+    assert seen[0] == ([0, 5, 12, 16, 18, 27, 36], 9) and len(seen) == 2
+    torch.testing.assert_close(flash[real], sdpa[real], rtol=0, atol=1e-5)
