@@ -59,4 +59,7 @@ def main(out_file: str, shared: bool = False) -> None:
 
 
 if __name__ == "__main__":
+    from glm_base.trainkit.run import end_processes
+
     main(sys.argv[1], shared=sys.argv[2:] == ["shared"])
+    end_processes()  # the models are freed with main's frame; then the gloo group goes (an abort at exit otherwise)
