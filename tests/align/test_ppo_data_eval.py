@@ -4,6 +4,7 @@ Wilson intervals by hand, and the ``python -m align.evaluate`` CLI on a tiny mod
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,8 @@ from align.ppo_data import PromptDataError, PromptRow, interleave, prompt_row, r
 from align.rl.scorer import Scorer, reward_model_ids, reward_model_scores
 from tests.align.ppo_helpers import policy_dir, reward_dir
 from tests.align.sft_helpers import small_tokenizer
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_prompt_rows_from_own_file_and_world_rows(tmp_path):
@@ -64,6 +67,14 @@ def test_world_repeats_oversample_a_split_and_refuse_bad_values():
         world_prompts("train", ["sft"], repeats={"safety": 2})
     with pytest.raises(UserError, match=r"world_repeats.safety: expected an integer >= 1, got 0"):
         world_prompts("train", ["sft", "safety"], repeats={"safety": 0})
+
+    from align.ppo import PPOConfig
+    from common.config import ConfigError, load_config
+
+    for value, message in (("{safty: 4}", "'safty' is not among data.world_kinds"),
+                           ("{safety: 0}", "world_repeats.safety: expected an integer >= 1, got 0")):
+        with pytest.raises((ConfigError, ValueError), match=message):  # at config time, before any model loads
+            load_config(PPOConfig, ["--config", str(REPO / "configs" / "ppo" / "tiny.yaml"), f"data.world_repeats={value}"])
 
 
 def test_interleave_takes_one_row_per_category_in_turn():
