@@ -51,7 +51,7 @@ import torch
 from tqdm.auto import tqdm
 
 from align.evaluate import EvalArgs, evaluate_policy, fits, heldout_examples, heldout_prompts
-from align.ppo_data import PromptRow, read_prompts, rule_metadata, world_prompts
+from align.ppo_data import PromptRow, read_prompts, rule_metadata, world_prompts, world_repeats_problem
 from align.rl.experience import make_experience
 from align.rl.kl import KL_ESTIMATORS, AdaptiveKLController, FixedKLController
 from align.rl.rewards import RunningMeanStd
@@ -226,11 +226,9 @@ class PPOConfig(TrainArgs):
             raise ValueError("ppo.ptx_coef must be >= 0 and ppo.ptx_batch_size >= 1")
         if not self.reward.model and not self.reward.rules:
             raise ValueError("nothing to reward: set reward.model, reward.rules, or both")
-        for kind, n in self.data.world_repeats.items():
-            if kind not in self.data.world_kinds:
-                raise ValueError(f"data.world_repeats: {kind!r} is not among data.world_kinds {self.data.world_kinds}")
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise ValueError(f"data.world_repeats.{kind}: expected an integer >= 1, got {n!r}")
+        problem = world_repeats_problem(self.data.world_repeats, self.data.world_kinds)
+        if problem:
+            raise ValueError(problem)
         if self.critic.shared and self.critic.init_from != "auto":
             raise ValueError(f"critic.init_from={self.critic.init_from} has no meaning with critic.shared=true: the "
                              f"value head sits on the policy (model.init_from) and starts at zero; remove "

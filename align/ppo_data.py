@@ -128,16 +128,25 @@ def read_prompts(path: str | Path) -> list[PromptRow]:
     return rows
 
 
+def world_repeats_problem(repeats: Mapping[str, Any], kinds: Sequence[str]) -> str | None:
+    """What is wrong with ``data.world_repeats`` for ``data.world_kinds`` (a split not among them, a
+    count that is not an integer >= 1), or None."""
+    for kind, n in repeats.items():
+        if kind not in kinds:
+            return f"data.world_repeats: {kind!r} is not among data.world_kinds {list(kinds)}"
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            return f"data.world_repeats.{kind}: expected an integer >= 1, got {n!r}"
+    return None
+
+
 def world_prompts(split: str, kinds: Sequence[str] = ("sft", "safety"), size: str = "tiny", seed: int = 0,
                   repeats: Mapping[str, int] | None = None) -> list[PromptRow]:
     """The world's prompts of ``split`` (train | eval) for each of ``kinds``, built on first use;
     ``repeats`` (kind -> n >= 1) lists a kind's rows n times (oversampling)."""
     repeats = dict(repeats or {})
-    for kind, n in repeats.items():
-        if kind not in kinds:
-            raise UserError(f"data.world_repeats: {kind!r} is not among data.world_kinds {list(kinds)}")
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise UserError(f"data.world_repeats.{kind}: expected an integer >= 1, got {n!r}")
+    problem = world_repeats_problem(repeats, kinds)
+    if problem:
+        raise UserError(problem)
     from world.default import world_files
 
     if split not in ("train", "eval"):
