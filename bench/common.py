@@ -54,3 +54,24 @@ def matmul_peak_flops(size: int = 1024, repeats: int = 10) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
     seconds = best_time(lambda: torch.mm(a, b), repeats, warmup=3)
     return 2 * size**3 / seconds
+
+
+def random_glm4(hidden: int, layers: int, heads: int, vocab: int, max_positions: int, seed: int = 0):
+    """``(model, tokenizer)``: a random GLM-4-variant ``GLMForCausalLM`` (2 KV heads, MLP 4 x hidden,
+    weights from ``seed``) with a byte-level BPE tokenizer of ``vocab`` trained on the tiny world's corpus."""
+    import torch
+
+    from glm_base.configuration import config_for_size
+    from glm_base.modeling import GLMForCausalLM
+    from glm_base.tokenizer import read_corpus, special_token_ids, train_tokenizer
+    from world.default import world_files
+
+    corpus, _ = world_files("corpus")
+    tokenizer = train_tokenizer(read_corpus([corpus]), vocab)
+    ids = special_token_ids(tokenizer)
+    torch.manual_seed(seed)
+    config = config_for_size("tiny", architecture="glm4", vocab_size=len(tokenizer), hidden_size=hidden,
+                             num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=2,
+                             intermediate_size=4 * hidden, max_position_embeddings=max_positions,
+                             pad_token_id=ids.pad, eos_token_id=ids.eos)
+    return GLMForCausalLM(config), tokenizer

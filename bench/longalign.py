@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from align.batching import SortedBatchSampler  # noqa: E402
 from align.packing import collate, make_rows, sft_loss  # noqa: E402
 from align.sft_data import default_files, load_sft_examples  # noqa: E402
-from bench.common import write_result  # noqa: E402
+from bench.common import random_glm4, write_result  # noqa: E402
 from glm_base.trainkit.batches import PermutationSampler  # noqa: E402
 
 
@@ -47,19 +47,7 @@ def model_and_tokenizer(args):
         from glm_base.loading import load_model_and_tokenizer
 
         return load_model_and_tokenizer(args.model, max_position_embeddings=max(args.max_length, 1024))
-    from glm_base.configuration import config_for_size
-    from glm_base.modeling import GLMForCausalLM
-    from glm_base.tokenizer import read_corpus, special_token_ids, train_tokenizer
-
-    corpus, _ = default_files("corpus")
-    tokenizer = train_tokenizer(read_corpus([corpus]), args.vocab)
-    ids = special_token_ids(tokenizer)
-    torch.manual_seed(0)
-    config = config_for_size("tiny", architecture="glm4", vocab_size=len(tokenizer), hidden_size=args.hidden,
-                             num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=2,
-                             intermediate_size=4 * args.hidden, max_position_embeddings=args.max_length,
-                             pad_token_id=ids.pad, eos_token_id=ids.eos)
-    return GLMForCausalLM(config), tokenizer
+    return random_glm4(args.hidden, args.layers, args.heads, args.vocab, args.max_length)
 
 
 def batches(strategy: str, examples, batch: int, max_length: int, seed: int = 0) -> list[list[list]]:

@@ -33,33 +33,21 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import write_result  # noqa: E402
+from bench.common import random_glm4, write_result  # noqa: E402
 from common.config import load_config  # noqa: E402
 from common.jsonl import read_jsonl, write_jsonl  # noqa: E402
 
 
 def make_models(root: Path, args) -> tuple[Path, Path]:
     """Our model directory and its ``GlmForCausalLM`` export (same weights, same tokenizer)."""
-    from glm_base.configuration import config_for_size
     from glm_base.export import export_to_transformers
-    from glm_base.modeling import GLMForCausalLM
-    from glm_base.tokenizer import read_corpus, special_token_ids, train_tokenizer
-    from world.default import world_files
 
-    corpus, _ = world_files("corpus")
-    tokenizer = train_tokenizer(read_corpus([corpus]), args.vocab)
-    ids = special_token_ids(tokenizer)
-    torch.manual_seed(0)
-    config = config_for_size("tiny", architecture="glm4", vocab_size=len(tokenizer), hidden_size=args.hidden,
-                             num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=2,
-                             intermediate_size=4 * args.hidden, max_position_embeddings=1024,
-                             pad_token_id=ids.pad, eos_token_id=ids.eos)
+    model, tokenizer = random_glm4(args.hidden, args.layers, args.heads, args.vocab, 1024)
     ours = root / "ours"
-    GLMForCausalLM(config).save_pretrained(ours)
+    model.save_pretrained(ours)
     tokenizer.save_pretrained(ours)
     return ours, export_to_transformers(ours, root / "exported")
 
