@@ -45,6 +45,33 @@ def load_state(directory: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("architecture", ["glm4", "glm1"])
+def resume_from_step_2(full: Path, resumed: Path, models: dict, extra: dict) -> Path:
+    """A copy of the 3-step run ``full`` without its step-3 checkpoint and final outputs, resumed
+    (from step 2) to the end with the same ``extra`` overrides."""
+    shutil.copytree(full, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "step-0000003")
+    for name in ("model", "eval.json", "summary.json"):
+        path = resumed / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    main(tiny_overrides(resumed, models["glm4"], models["rm"], resume="true", **extra))
+    return resumed
+
+
+def assert_step_3_and_models_equal(full: Path, resumed: Path) -> dict:
+    """Step 3's metrics (timings aside) and the final policy and critic/value head of the two runs
+    are equal; returns the uninterrupted run's step-3 row."""
+    a, b = train_rows(full)[3], train_rows(resumed)[3]
+    for key, value in a.items():
+        if not key.startswith("time/") and key != "samples_per_s":
+            assert b[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+    for name in ("", "value"):
+        left, right = load_state(full / "model" / name), load_state(resumed / "model" / name)
+        assert left.keys() == right.keys()
+        for key in left:
+            torch.testing.assert_close(right[key], left[key], rtol=0, atol=1e-6, msg=key)
+    return a
+
+
 def test_entry_point_writes_metrics_eval_checkpoints_and_samples(tmp_path, models, architecture):
     out = tmp_path / "run"
     main(tiny_overrides(out, models[architecture], models["rm"], **{"reward.rm_weight": 0.5}))
@@ -88,24 +115,9 @@ def test_resume_after_step_k_gives_the_uninterrupted_step_k_plus_1(tmp_path, mod
              "ppo.ptx_coef": 0.1, "ppo.ptx_batch_size": 2}
     full = tmp_path / "full"
     main(tiny_overrides(full, models["glm4"], models["rm"], **extra))
-    resumed = tmp_path / "resumed"
-    shutil.copytree(full, resumed)
-    shutil.rmtree(resumed / "checkpoints" / "step-0000003")
-    for name in ("model", "eval.json", "summary.json"):
-        path = resumed / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    main(tiny_overrides(resumed, models["glm4"], models["rm"], resume="true", **extra))
-
-    a, b = train_rows(full)[3], train_rows(resumed)[3]
-    for key, value in a.items():
-        if not key.startswith("time/") and key != "samples_per_s":
-            assert b[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+    resumed = resume_from_step_2(full, tmp_path / "resumed", models, extra)
+    a = assert_step_3_and_models_equal(full, resumed)
     assert a["kl_coef"] != 0.05  # the adaptive coefficient moved, and resumed from the trainer state
-    for name in ("", "value"):
-        left, right = load_state(full / "model" / name), load_state(resumed / "model" / name)
-        assert left.keys() == right.keys()
-        for key in left:
-            torch.testing.assert_close(right[key], left[key], rtol=0, atol=1e-6, msg=key)
     assert json.loads((full / "eval.json").read_text())["final"] == \
         pytest.approx(json.loads((resumed / "eval.json").read_text())["final"])
     assert [r["step"] for r in metrics(resumed)] == [r["step"] for r in metrics(full)]
@@ -246,22 +258,8 @@ def test_shared_critic_checkpoints_the_head_alone_and_resumes_exactly(tmp_path, 
     policy, _ = load_model_and_tokenizer(full / "model")  # loadable as before
     assert type(policy).__name__ == "GLMForCausalLM"
 
-    resumed = tmp_path / "resumed"
-    shutil.copytree(full, resumed)
-    shutil.rmtree(resumed / "checkpoints" / "step-0000003")
-    for name in ("model", "eval.json", "summary.json"):
-        path = resumed / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    main(tiny_overrides(resumed, models["glm4"], models["rm"], resume="true", **extra))
-    a, b = train_rows(full)[3], train_rows(resumed)[3]
-    for key, value in a.items():
-        if not key.startswith("time/") and key != "samples_per_s":
-            assert b[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
-    for name in ("", "value"):
-        left, right = load_state(full / "model" / name), load_state(resumed / "model" / name)
-        assert left.keys() == right.keys()
-        for key in left:
-            torch.testing.assert_close(right[key], left[key], rtol=0, atol=1e-6, msg=key)
+    resumed = resume_from_step_2(full, tmp_path / "resumed", models, extra)
+    assert_step_3_and_models_equal(full, resumed)
 
 
 def test_shared_critic_refuses_a_critic_source_and_group_methods(tmp_path, models):
