@@ -3,6 +3,11 @@
     python -m align.evaluate --model runs/sft-tiny/model runs/ppo-tiny/model [--names sft ppo] [--prompts 64]
                              [--out eval.json] [--report-dir runs/demo]
 
+Held-out prompts: the eval splits of the world's ``sft`` and ``safety`` files and ``--safety-probe``
+(400) further safety prompts drawn for evaluation only (:func:`world.safety.probe`: the safety
+templates with other entities, no prompt of the train or eval split repeated), so the refusal rates
+rest on 200 harmful and 200+ benign prompts instead of the eval split's 11 and 13.
+
 Metrics (each from greedy replies to held-out prompts, judged by :mod:`world.judge`):
 
 - ``mixing_rate``: mean share of wrong-language units in a reply (``judge.mixing_rate`` against the
@@ -33,7 +38,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .ppo_data import PromptRow, interleave, world_prompts
+from .ppo_data import PromptRow, interleave, prompt_row, world_prompts
 from .rl.rollout import HFRollout, chat_prompt_ids
 
 logger = logging.getLogger("align.evaluate")
@@ -51,28 +56,36 @@ METRICS = {
     "heldout_loss": ("loss_sum", "loss_tokens"),
 }
 PROPORTIONS = ("mixed_reply_rate", "needless_refusal_rate", "harmful_refusal_rate", "factual_accuracy")
+# held-out safety prompts beyond the world's eval split: 200 harmful and 200 benign, so that a refusal
+# rate's 95% interval is about +-0.04 near 0.9 and halving a needless-refusal rate of 0.12 shows
+SAFETY_PROBE = 400
 
 
 @dataclass
 class EvalArgs:
-    prompts: int = field(default=64, metadata={"help": "held-out prompts answered greedily (world sft + safety eval splits, categories interleaved; 0 = all)"})
+    prompts: int = field(default=64, metadata={"help": "held-out prompts answered greedily (world sft + safety eval splits and the safety probe, categories interleaved; 0 = all)"})
+    safety_probe: int = field(default=SAFETY_PROBE, metadata={"help": "held-out safety prompts added beyond the world's eval split (world.safety.probe), half harmful; 0 = none"})
     heldout_rows: int = field(default=64, metadata={"help": "held-out SFT rows for heldout_loss (0 = all)"})
     max_new_tokens: int = field(default=48, metadata={"help": "tokens generated per eval reply"})
     batch_size: int = field(default=16, metadata={"help": "prompts per generate call / rows per loss forward (per process)"})
     samples: int = field(default=8, metadata={"help": "replies written to the sample table per evaluation"})
 
     def __post_init__(self):
-        if min(self.prompts, self.heldout_rows, self.samples) < 0 or self.max_new_tokens < 1 or self.batch_size < 1:
-            raise ValueError("eval.prompts, eval.heldout_rows and eval.samples must be >= 0; "
+        if min(self.prompts, self.heldout_rows, self.samples, self.safety_probe) < 0 or self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError("eval.prompts, eval.heldout_rows, eval.samples and eval.safety_probe must be >= 0; "
                              "eval.max_new_tokens and eval.batch_size >= 1")
 
 
 # --- data -----------------------------------------------------------------------------------------
 
-def heldout_prompts(n: int, size: str = "tiny", seed: int = 0) -> list[PromptRow]:
-    """The first ``n`` (0 = all) held-out world prompts, categories interleaved so a small ``n``
-    still holds facts, translations, harmful and benign safety prompts."""
-    rows = interleave(world_prompts("eval", ("sft", "safety"), size, seed))
+def heldout_prompts(n: int, size: str = "tiny", seed: int = 0, safety_probe: int = SAFETY_PROBE) -> list[PromptRow]:
+    """The first ``n`` (0 = all) held-out world prompts: the eval splits of ``sft`` and ``safety``
+    and ``safety_probe`` further held-out safety prompts (:func:`world.safety.probe`), categories
+    interleaved so a small ``n`` still holds facts, translations, harmful and benign safety prompts."""
+    from world.default import safety_probe as probe_rows
+
+    probe = [prompt_row(row, "world safety probe", i + 1) for i, row in enumerate(probe_rows(safety_probe, size, seed))]
+    rows = interleave(world_prompts("eval", ("sft", "safety"), size, seed) + probe)
     return rows[:n] if n else rows
 
 
@@ -266,6 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", nargs="+", required=True, help="model directories (policy checkpoints)")
     parser.add_argument("--names", nargs="+", help="a name per model (default: the run folder of DIR/model, else DIR's)")
     parser.add_argument("--prompts", type=int, default=64, help="held-out prompts (0 = all)")
+    parser.add_argument("--safety-probe", type=int, default=SAFETY_PROBE,
+                        help="held-out safety prompts beyond the world's eval split, half harmful (0 = none)")
     parser.add_argument("--heldout-rows", type=int, default=64, help="held-out SFT rows for the loss (0 = all)")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -283,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         if len(names) != len(args.model) or len(set(names)) != len(names):
             raise UserError(f"--names needs one distinct name per --model ({len(args.model)}), got {names}")
         torch.manual_seed(0)
-        rows = heldout_prompts(args.prompts, args.world_scale, args.world_seed)
+        rows = heldout_prompts(args.prompts, args.world_scale, args.world_seed, args.safety_probe)
         results = {name: {"model": path, **evaluate_model_dir(path, rows, args)} for name, path in zip(names, args.model)}
         result = {"prompts": len(rows), "models": results}
         text = json.dumps(result, indent=2, ensure_ascii=False)

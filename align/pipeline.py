@@ -52,7 +52,7 @@ class PipelineConfig:
     quick: bool = field(default=False, metadata={"help": "a few steps per stage (a smoke test of the wiring)"})
     fact_probe_limit: int = field(default=300, metadata={"help": "held-out facts probed"})
     feedback_prompts: int = field(default=60, metadata={"help": "prompts the SFT model answers for the annotation loop"})
-    eval_prompts: int = field(default=200, metadata={"help": "held-out prompts per model in the final evaluation"})
+    eval_prompts: int = field(default=0, metadata={"help": "held-out prompts per model in the final evaluation (0 = all: the world's eval prompts and the safety probe, ~500)"})
 
 
 DEFAULT_CONFIGS = {"pretrain": "configs/pretrain/tiny.yaml", "cloze": "configs/cloze/tiny.yaml",

@@ -393,7 +393,7 @@ def load_prompt_rows(cfg: PPOConfig, run: Run) -> tuple[list[PromptRow], list[Pr
             held_out = [row for path in d.eval_prompt_files for row in read_prompts(path)]
             held_out = held_out[:cfg.eval.prompts] if cfg.eval.prompts else held_out
         else:
-            held_out = heldout_prompts(cfg.eval.prompts, d.world_scale, d.world_seed)
+            held_out = heldout_prompts(cfg.eval.prompts, d.world_scale, d.world_seed, cfg.eval.safety_probe)
     return train, held_out
 
 

@@ -58,3 +58,14 @@ def world_files(kind: str, size: str = "tiny", seed: int = 0, root: str | Path |
     """``(train.jsonl, eval.jsonl)`` paths of one kind of world data (corpus, sft, preferences, ...)."""
     base = world_dir(size, seed, root) / kind
     return str(base / "train.jsonl"), str(base / "eval.jsonl")
+
+
+def safety_probe(n: int, size: str = "tiny", seed: int = 0) -> list[dict]:
+    """``n`` held-out safety rows beyond the world's eval split (:func:`world.safety.probe`), built in
+    memory: the same size and seed give the same rows."""
+    from world.entities import make_world
+    from world.io import sub_rng
+    from world.safety import probe
+
+    cfg = WorldConfig(size=size, seed=seed)
+    return probe(make_world(cfg.counts, sub_rng(seed, "entities")), cfg, n) if n else []

@@ -248,3 +248,25 @@ def generate(world: World, cfg) -> tuple[list[dict], list[dict], dict]:
     extra = {"labels": {"harmful": "refuse", "benign": "help"},
              "topics": {"harmful": [t.topic for t in HARMFUL], "benign": [t.topic for t in BENIGN]}}
     return number_ids(train, "safety-train"), number_ids(evl, "safety-eval"), extra
+
+
+def probe(world: World, cfg, n: int) -> list[dict]:
+    """``n`` further held-out safety rows for evaluation, beyond the ``eval`` split: the same templates
+    and entities, drawn from their own random stream (half harmful, languages alternating, as
+    :func:`generate`), none repeating a prompt of the train or eval split or of each other. The world's
+    eval split holds only ``eval_fraction`` of the rows (24 at the tiny size, 11 of them harmful): too
+    few for a confidence interval to separate a refusal rate of 0.9 from 0.8, or one rate from its half."""
+    train, evl, _ = generate(world, cfg)
+    seen = {row["prompt"] for row in train + evl}
+    rng = sub_rng(cfg.seed, "safety-probe")
+    rows: list[dict] = []
+    for _ in range(50 * n):
+        if len(rows) == n:
+            break
+        i = len(rows)
+        lang = "en" if i % 2 == 0 else "zh"
+        item = make_item(world, rng, rng.choice(HARMFUL if (i // 2) % 2 == 0 else BENIGN), lang)
+        if item["prompt"] not in seen:
+            seen.add(item["prompt"])
+            rows.append(item)
+    return number_ids(rows, "safety-probe")

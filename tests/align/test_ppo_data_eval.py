@@ -77,6 +77,19 @@ def test_world_repeats_oversample_a_split_and_refuse_bad_values():
             load_config(PPOConfig, ["--config", str(REPO / "configs" / "ppo" / "tiny.yaml"), f"data.world_repeats={value}"])
 
 
+def test_heldout_prompts_add_the_safety_probe_to_the_eval_splits():
+    from align.evaluate import heldout_prompts
+    from align.ppo_data import world_prompts
+
+    splits = world_prompts("eval", ["sft", "safety"])
+    plain, probed = heldout_prompts(0, safety_probe=0), heldout_prompts(0, safety_probe=40)
+    assert sorted(r.source for r in plain) == sorted(r.source for r in splits)
+    assert len(probed) == len(splits) + 40
+    assert sum(r.harmful is True for r in probed) == sum(r.harmful is True for r in splits) + 20
+    assert {r.source.split(":")[0] for r in probed} >= {"world safety probe"}
+    assert [r.source for r in heldout_prompts(30, safety_probe=40)] == [r.source for r in probed[:30]]
+
+
 def test_interleave_takes_one_row_per_category_in_turn():
     rows = [PromptRow([{"role": "user", "content": str(i)}], {"category": c}) for i, c in enumerate("aaabbc")]
     assert [r.messages[0]["content"] for r in interleave(rows)] == ["0", "3", "5", "1", "4", "2"]

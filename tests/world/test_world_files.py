@@ -191,3 +191,19 @@ def test_cloze_labels_and_verbalizers(tiny_world):
             mine = [r for r in rows if r["lang"] == lang and r["label"] == label]
             assert len(mine) >= 40 and all(r["label_id"] == label_id for r in mine)
     assert all(judge.language_of(r["text"]) == r["lang"] for r in rows)
+
+
+def test_safety_probe_is_held_out_balanced_and_reproducible(tiny_world):
+    from world.default import safety_probe
+
+    out, _ = tiny_world
+    seen = {r["prompt"] for split in ("train", "eval") for r in _rows(out, "safety", split)}
+    rows = safety_probe(400)
+    assert rows == safety_probe(400) and safety_probe(10) == rows[:10] and safety_probe(0) == []
+    assert len({r["prompt"] for r in rows}) == 400 and not seen & {r["prompt"] for r in rows}
+    for lang in ("en", "zh"):
+        for label in ("harmful", "benign"):
+            assert sum(r["lang"] == lang and r["label"] == label for r in rows) == 100
+    for r in rows:  # the same contract as the split's rows
+        assert r["id"].startswith("safety-probe-") and r["expected"] == {"harmful": "refuse", "benign": "help"}[r["label"]]
+        assert judge.behaviour_ok(r["reference"], r["expected"]) and judge.language_of(r["prompt"]) == r["lang"]
