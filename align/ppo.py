@@ -50,7 +50,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from align.evaluate import EvalArgs, evaluate_policy, fits, heldout_examples, heldout_prompts
+from align.evaluate import (COUNT_KEYS, EvalArgs, evaluate_policy, fits, heldout_examples, heldout_prompts,
+                            judge_counts, metrics_from_counts)
 from align.ppo_data import PromptRow, read_prompts, rule_metadata, world_prompts, world_repeats_problem
 from align.rl.experience import make_experience
 from align.rl.kl import KL_ESTIMATORS, AdaptiveKLController, FixedKLController
@@ -535,6 +536,21 @@ def global_mean(accelerator, values: dict[str, float]) -> dict[str, float]:
     return dict(zip(names, reduced))
 
 
+def rollout_behaviour(accelerator, rows: list[PromptRow], texts: list[str]) -> dict[str, float | None]:
+    """What the sampled responses of a step do, judged as the evaluation judges greedy replies
+    (:func:`align.evaluate.judge_counts`, counts summed over processes): ``rollout/harmful_refusal_rate``,
+    ``rollout/needless_refusal_rate``, ``rollout/mixing_rate`` (None when the step had no such prompt).
+    Set beside the greedy ``eval/`` figures they show whether PPO reinforces what it is meant to: a
+    policy that never samples a clean refusal cannot be taught to refuse."""
+    counts = judge_counts(rows, texts)
+    if accelerator.num_processes > 1:
+        summed = accelerator.reduce(torch.tensor([counts[k] for k in COUNT_KEYS], dtype=torch.float64,
+                                                 device=accelerator.device), reduction="sum").cpu().tolist()
+        counts = dict(zip(COUNT_KEYS, summed))
+    metrics = metrics_from_counts(counts)
+    return {f"rollout/{name}": metrics[name] for name in ("harmful_refusal_rate", "needless_refusal_rate", "mixing_rate")}
+
+
 def write_samples(run: Run, step: int, table: list[dict]) -> None:
     from common.jsonl import append_jsonl
 
@@ -700,6 +716,7 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
             exp_stats["reward/normalized"] = float(scores.float().mean())
             exp_stats.update({name: float(values.mean()) for name, values in scored.parts.items()})
             exp_stats = global_mean(accelerator, exp_stats)
+            behaviour = rollout_behaviour(accelerator, sample_rows, texts)
             kl_ctl.update(exp_stats["kl"], cfg.responses_per_step)
             times["time/experience"] = time.perf_counter() - t0
 
@@ -724,7 +741,7 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
                 "policy_loss": update["policy/policy_loss"],
                 "value_loss": update.get("value/value_loss"),
                 "explained_variance": exp_stats.get("value_explained_variance"),
-                "response_length": exp_stats["response_length"], "truncated": exp_stats["truncated"],
+                "response_length": exp_stats["response_length"], "truncated": exp_stats["truncated"], **behaviour,
                 "lr": policy_sched.get_last_lr()[0], **{f"train/{k2}": v for k2, v in update.items()}, **times,
                 "samples_per_s": cfg.responses_per_step / max(sum(times.values()), 1e-9),
             }
@@ -765,13 +782,16 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
 
 
 def plot_ppo_curves(cfg: PPOConfig, metrics_path, out_png, title: str):
-    """Three stacked panels over steps: the rewards (total, reward model, each rule), the KL to the
-    reference against its target, and the KL coefficient; per-step figures come from a few rollouts,
-    so each is drawn as a moving average over its faint raw values."""
+    """Stacked panels over steps: the rewards (total, reward model, each rule), what the sampled
+    responses do (harmful refused, needless refusals, mixing), the KL to the reference against its
+    target, and the KL coefficient; per-step figures come from a few rollouts, so each is drawn as a
+    moving average over its faint raw values."""
     rules = [f"rules/{name.removeprefix('rules:')}" for name in cfg.reward.rules]
     target = {"KL to the reference (nats per response)": (cfg.ppo.kl_target, "target")} if cfg.ppo.kl_target else {}
     return plot_curves(metrics_path, out_png, [], title=title, smooth=max(1, min(8, cfg.max_steps // 10)),
                        panels=[("rewards", ["reward", "rm", *rules]),
+                               ("sampled responses", ["rollout/harmful_refusal_rate", "rollout/needless_refusal_rate",
+                                                      "rollout/mixing_rate"]),
                                ("KL to the reference (nats per response)", ["kl"]),
                                ("KL coefficient", ["kl_coef"])],
                        reference_lines=target, raw=["kl_coef"])

@@ -3,7 +3,10 @@
 A row is a JSON object with ``messages``: a list of ``{"role", "content"}`` (roles ``system``,
 ``user``, ``assistant``, ``observation``/``tool``; an assistant message may carry ``tool_calls`` in the
 transformers format), ending with an assistant turn. The world's ``sft`` and ``long`` splits are such
-rows; any JSONL file with the same field works.
+rows; any JSONL file with the same field works. A single-turn row may instead give ``prompt`` and its
+reply: ``completion`` (TRL's prompt-completion rows) or ``reference`` (the world's ``safety`` split:
+harmful prompts with refusals, alarming-but-benign ones with help), trained as a user turn and an
+assistant turn.
 
 **GLM-4 variant (causal).** The row is rendered with the tokenizer's chat template
 (``[gMASK]<sop><|user|>\\n...<|assistant|>\\n...``) and ``<|user|>`` is appended after the last reply.
@@ -143,6 +146,9 @@ class SFTDataArgs:
     eval_files: list[str] = field(default_factory=list, metadata={
         "help": "JSONL files for evaluation; empty with empty train_files = the world's eval split"})
     world_kind: Literal["sft", "long"] = field(default="sft", metadata={"help": "world split used by default"})
+    world_safety: bool = field(default=False, metadata={
+        "help": "with no train_files: also train on the world's safety split (harmful prompts answered with "
+                "refusals, alarming-but-benign ones with help)"})
     world_scale: Literal["tiny", "small", "medium"] = field(default="tiny", metadata={"help": "size of the default world"})
     world_seed: int = field(default=0, metadata={"help": "seed of the default world (kept apart from the training seed)"})
     max_length: int = field(default=1024, metadata={"help": "most tokens of one example (GLM-1: Part A + Part B)"})
@@ -162,11 +168,32 @@ class SFTDataArgs:
 
 
 # --- checks -------------------------------------------------------------------------------------
+REPLY_FIELDS = ("completion", "reference")  # the reply of a single-turn row: TRL's name, the world safety split's
+def single_turn_messages(row: dict) -> list[dict] | None:
+    """A single-turn row as chat messages: TRL's prompt-completion rows (``prompt`` + ``completion``)
+    and the world's ``safety`` rows (``prompt`` + ``reference``, the reply with the expected
+    behaviour); None when the row has no ``prompt`` (or has ``messages``). A ``prompt`` without its
+    reply raises :class:`BadRow` naming the missing field."""
+    if row.get("messages") is not None or "prompt" not in row:
+        return None
+    reply_field = next((key for key in REPLY_FIELDS if key in row), None)
+    if reply_field is None:
+        raise BadRow("no_messages", REPLY_FIELDS[0],
+                     f"a 'prompt' row needs its reply in {' or '.join(repr(k) for k in REPLY_FIELDS)} (or give 'messages')")
+    for key in ("prompt", reply_field):
+        if not isinstance(row[key], str):
+            raise BadRow("bad_content", key, f"expected a string, got {type(row[key]).__name__}")
+        if not row[key].strip():
+            raise BadRow("empty_content", key, "expected non-empty text")
+    return [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row[reply_field]}]
+
+
 def check_messages(row: Any) -> list[dict]:
-    """The row's ``messages`` if they can be trained on; raises :class:`BadRow` otherwise."""
+    """The row's ``messages`` (or its prompt and reply, :func:`single_turn_messages`) if they can be
+    trained on; raises :class:`BadRow` otherwise."""
     if not isinstance(row, dict):
         raise BadRow("no_messages", "", f"expected a JSON object, got {type(row).__name__}")
-    messages = row.get("messages")
+    messages = single_turn_messages(row) or row.get("messages")
     if not isinstance(messages, list) or not messages:
         got = "nothing" if messages is None else repr(messages)[:40]
         raise BadRow("no_messages", "messages", f"expected a non-empty list of messages, got {got}")
@@ -444,5 +471,7 @@ def load_from_args(args: SFTDataArgs, tokenizer, architecture: str, split: str =
             return [], {}
         train, eval_ = default_files(args.world_kind, args.world_scale, args.world_seed)
         files = [train if split == "train" else eval_]
+        if split == "train" and args.world_safety:
+            files.append(default_files("safety", args.world_scale, args.world_seed)[0])
     return load_sft_examples(files, tokenizer, architecture, args.max_length, args.truncation, args.bad_rows)
 

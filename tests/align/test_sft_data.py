@@ -143,6 +143,9 @@ BAD_ROWS = [
     ({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "",
                                                       "tool_calls": [{"function": {"arguments": "{}"}}]}]},
      "bad_tool_call", "messages[1].tool_calls[0]"),
+    ({"prompt": "Hello?"}, "no_messages", "completion"),
+    ({"prompt": "Hello?", "completion": ["Hi"]}, "bad_content", "completion"),
+    ({"prompt": " ", "completion": "Hi"}, "empty_content", "prompt"),
 ]
 
 
@@ -167,9 +170,9 @@ def test_bad_rows_dropped_and_counted(tmp_path, tok):
     examples, report = load_sft_examples([path], tok, bad_rows="drop")
     assert [ex.source for ex in examples] == [f"{path}:1", f"{path}:{len(rows)}"]
     assert report["rows"] == len(rows) and report["examples"] == 2
-    assert report["dropped"] == {"bad_content": 1, "bad_message": 1, "bad_order": 1, "bad_tool_call": 1,
-                                 "empty_content": 1,
-                                 "last_not_assistant": 1, "no_assistant": 1, "no_messages": 2,
+    assert report["dropped"] == {"bad_content": 2, "bad_message": 1, "bad_order": 1, "bad_tool_call": 1,
+                                 "empty_content": 2,
+                                 "last_not_assistant": 1, "no_assistant": 1, "no_messages": 3,
                                  "special_token": 1, "unknown_role": 1}
     assert report["target_tokens"] == sum(ex.num_targets for ex in examples)
 
@@ -212,6 +215,18 @@ def test_truncation_policies(tok, arch):
     assert examples == [] and report.dropped == {"too_long": 1}
 
 
+def test_single_turn_rows_train_as_a_user_and_an_assistant_turn(tmp_path, tok):
+    """TRL's prompt-completion rows and the world's safety rows (prompt + reference) render as the
+    chat row with the same two turns."""
+    chat = render_messages([{"role": "user", "content": "Hello?"}, {"role": "assistant", "content": "Hi there."}], tok)
+    path = _write(tmp_path / "single.jsonl", [{"prompt": "Hello?", "completion": "Hi there."},
+                                               {"prompt": "Hello?", "reference": "Hi there.", "label": "benign"}])
+    examples, report = load_sft_examples([path], tok)
+    assert report["examples"] == 2
+    for ex in examples:
+        assert ex.input_ids == chat.input_ids and ex.labels == chat.labels
+
+
 # --- loading ----------------------------------------------------------------------------------
 def test_world_is_the_default_data(tmp_path, tok, monkeypatch):
     import world.default as default_data
@@ -230,6 +245,11 @@ def test_world_is_the_default_data(tmp_path, tok, monkeypatch):
     own = SFTDataArgs(train_files=[str(mine)])
     assert len(load_from_args(own, tok, "glm4")[0]) == 1
     assert load_from_args(own, tok, "glm4", split="eval") == ([], {})
+    # world_safety adds the safety split's demonstrations (refusals of harmful prompts, help otherwise)
+    with_safety, report = load_from_args(SFTDataArgs(max_length=4096, truncation="drop", world_safety=True), tok, "glm4")
+    safety_rows = sum(1 for _ in open(tmp_path / "world" / "tiny-seed0" / "safety" / "train.jsonl", encoding="utf-8"))
+    assert len(with_safety) == len(train) + safety_rows
+    assert report["files"][1] == str(tmp_path / "world" / "tiny-seed0" / "safety" / "train.jsonl")
 
 
 def test_old_template_without_markers_is_refused(tok):
