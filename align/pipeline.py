@@ -57,10 +57,10 @@ class PipelineConfig:
 
 DEFAULT_CONFIGS = {"pretrain": "configs/pretrain/tiny.yaml", "cloze": "configs/cloze/tiny.yaml",
                    "sft": "configs/sft/tiny.yaml", "rm": "configs/rm/tiny.yaml", "dpo": "configs/dpo/tiny.yaml",
-                   "ppo": "configs/ppo/tiny.yaml"}
+                   "ppo": "configs/ppo/tiny_grpo.yaml"}
 QUICK = {"pretrain": ["max_steps=20", "eval_every=10", "save_every=10", "eval_batches=1"],
          "cloze": ["max_steps=10"], "sft": ["max_steps=10"], "rm": ["max_steps=10"], "dpo": ["max_steps=5"],
-         "ppo": ["max_steps=2"]}
+         "ppo": ["max_steps=2", "eval.prompts=8", "eval.heldout_rows=8"]}
 
 
 @dataclass
@@ -162,7 +162,7 @@ STAGES: list[Stage] = [
                               f"data.train_files=[{c.world / 'preferences' / 'train.jsonl'}]",
                               f"data.eval_files=[{c.world / 'preferences' / 'eval.jsonl'}]"),
           lambda c: read_json(c.dir("dpo") / "summary.json"), needs_config=True),
-    Stage("ppo", "PPO against the reward model and the rule rewards", ("sft", "rm"),
+    Stage("ppo", "RLHF (GRPO: PPO's update, group baseline) against the rule rewards, the reward model logged", ("sft", "rm"),
           lambda c: c.trainer("ppo", "align.ppo", f"model.init_from={c.dir('sft') / 'model'}",
                               f"reward.model={c.dir('rm') / 'model'}"),
           lambda c: read_json(c.dir("ppo") / "eval.json"), needs_config=True),

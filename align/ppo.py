@@ -52,7 +52,8 @@ from tqdm.auto import tqdm
 
 from align.evaluate import (COUNT_KEYS, EvalArgs, evaluate_policy, fits, heldout_examples, heldout_prompts,
                             judge_counts, metrics_from_counts)
-from align.ppo_data import PromptRow, read_prompts, rule_metadata, world_prompts, world_repeats_problem
+from align.ppo_data import (PromptRow, read_prompts, rule_metadata, rule_passing_rows, world_prompts,
+                            world_repeats_problem)
 from align.rl.experience import make_experience
 from align.rl.kl import KL_ESTIMATORS, AdaptiveKLController, FixedKLController
 from align.rl.rewards import RunningMeanStd
@@ -159,6 +160,9 @@ class PPOArgs:
     loss_reduction: str = field(default="token", metadata={"help": "token | sequence", "choices": ["token", "sequence"]})
     ptx_coef: float = field(default=0.0, metadata={"help": "weight of the SFT language-model loss (PPO-ptx; 0 = off)"})
     ptx_batch_size: int = field(default=4, metadata={"help": "SFT rows per ptx micro-batch (all processes)"})
+    ptx_rule_filter: bool = field(default=True, metadata={
+        "help": "leave out of the ptx data the rows whose reply the configured rules penalise (a wrong-language "
+                "reply, a needless refusal): PPO-ptx would teach back the flaws PPO removes"})
 
 
 @dataclass
@@ -594,14 +598,10 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
                     cfg.reward.rm_weight, cfg.reward.max_length, cfg.reward.batch_size)
     reference.to(device)
 
-    ptx = None
+    ptx, ptx_left_out = None, 0
     if cfg.ppo.ptx_coef > 0:
-        from align.sft_data import load_sft_examples
-
-        files = cfg.data.ptx_files or [world_prompts_file("sft", cfg)]
-        ptx_examples, _ = load_sft_examples(files, tokenizer, architecture, cfg.data.max_length, truncation="drop",
-                                            bad_rows="drop")
-        ptx = PtxBatches(ptx_examples, cfg.ppo.ptx_batch_size, cfg.seed + 1, tokenizer.pad_token_id, run.rank, run.world)
+        examples, ptx_left_out = ptx_examples(cfg, tokenizer, architecture, rules if cfg.ppo.ptx_rule_filter else None)
+        ptx = PtxBatches(examples, cfg.ppo.ptx_batch_size, cfg.seed + 1, tokenizer.pad_token_id, run.rank, run.world)
 
     if critic is not None and getattr(accelerator.state, "deepspeed_plugin", None) is not None:
         raise UserError("ppo.algorithm=ppo with a separate critic trains a second model beside the policy, and "
@@ -766,6 +766,7 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
                   "steps": step}
     run.write_json("eval.json", evaluation)
     summary = {"steps": step, "prompts": len(train_rows), "algorithm": cfg.ppo.algorithm,
+               "ptx_rows": len(ptx.examples) if ptx is not None else 0, "ptx_rows_left_out": ptx_left_out,
                "engine": cfg.rollout.engine, "last": {k2: v for k2, v in last.items() if not k2.startswith("train/")},
                "eval": {"initial": initial["metrics"], "final": final.get("metrics")}}
     title = f"PPO ({cfg.ppo.algorithm}, {architecture})"
@@ -795,6 +796,30 @@ def plot_ppo_curves(cfg: PPOConfig, metrics_path, out_png, title: str):
                                ("KL to the reference (nats per response)", ["kl"]),
                                ("KL coefficient", ["kl_coef"])],
                        reference_lines=target, raw=["kl_coef"])
+
+
+def ptx_examples(cfg: PPOConfig, tokenizer, architecture: str, rules=None) -> tuple[list, int]:
+    """The SFT examples PPO-ptx trains on (``data.ptx_files``, else the world's sft train split) and
+    how many rows were left out because ``rules`` penalise their reply (:func:`rule_passing_rows`)."""
+    from align.sft_data import build_examples
+    from common.jsonl import read_jsonl
+
+    files = cfg.data.ptx_files or [world_prompts_file("sft", cfg)]
+    examples, left_out = [], 0
+    for path in files:
+        rows = list(read_jsonl(path))
+        if rules is not None:
+            rows, dropped = rule_passing_rows(rows, rules, path)
+            left_out += dropped
+        found, _ = build_examples(rows, tokenizer, path, architecture, cfg.data.max_length, truncation="drop",
+                                  bad_rows="drop")
+        examples.extend(found)
+    if not examples:
+        raise UserError(f"PPO-ptx: no usable SFT row in {files} ({left_out} left out by the rules)")
+    if left_out:
+        logger.info("PPO-ptx: %d of %d SFT rows left out: the rules penalise their reply", left_out,
+                    left_out + len(examples))
+    return examples, left_out
 
 
 def world_prompts_file(kind: str, cfg: PPOConfig) -> str:

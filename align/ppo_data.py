@@ -176,3 +176,32 @@ def rule_metadata(row: PromptRow, truncated: bool) -> dict[str, Any]:
     """What :class:`rewards.rules.RuleRewards` reads for one sample: the row's metadata and whether
     the response was cut by ``max_new_tokens``."""
     return {**row.meta, "truncated": bool(truncated)}
+
+
+def rule_passing_rows(rows: Iterable[tuple[int, Any]], rules, path: str = "<rows>") -> tuple[list[tuple[int, Any]], int]:
+    """The ``(line, row)`` pairs of chat rows whose last assistant reply no rule of ``rules``
+    (:class:`rewards.rules.RuleRewards`) penalises, and how many were left out. PPO-ptx trains on
+    these: the SFT data keeps the policy near what it knew, but its rows with the flaws PPO is removing
+    (a reply in the wrong language, a refusal of a harmless request) would teach them back. Rows that
+    are not chat rows with a final reply are kept (the SFT loader counts or rejects them)."""
+    kept, candidates = [], []
+    for line, row in rows:
+        try:
+            prompt = prompt_row(row, path, line)
+        except PromptDataError:
+            kept.append((line, row))
+            continue
+        messages = row.get("messages") if isinstance(row, dict) else None
+        if isinstance(messages, list) and messages and isinstance(messages[-1], dict) \
+                and messages[-1].get("role") == "assistant" and isinstance(messages[-1].get("content"), str):
+            candidates.append((line, row, prompt, messages[-1]["content"]))
+        else:
+            kept.append((line, row))
+    if not candidates:
+        return kept, 0
+    scored = rules.score([c[2].messages for c in candidates], [c[3] for c in candidates],
+                         [rule_metadata(c[2], False) for c in candidates])
+    passing = [(line, row) for i, (line, row, _, _) in enumerate(candidates)
+               if all(scored.weights[name] * scores.scores[i] >= 0 for name, scores in scored.per_rule.items())]
+    ordered = sorted(kept + passing, key=lambda pair: pair[0])
+    return ordered, len(candidates) - len(passing)

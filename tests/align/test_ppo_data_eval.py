@@ -200,3 +200,25 @@ def test_a_checkpoints_min_length_cannot_lengthen_rollouts_and_generate_stays_qu
     assert not [r for r in caplog.records if "min_new_tokens" in r.getMessage()]  # no warning per generate call
     model.generation_config.min_length = 50  # as if read from a generation_config.json
     assert HFRollout(model, eos, 0, max_new_tokens=6, temperature=0.0).generate(prompts).responses() == clean
+
+
+def test_ptx_rows_the_rules_penalise_are_left_out():
+    """PPO-ptx keeps the SFT rows whose reply no rule penalises: a wrong-language reply and a refusal
+    of a harmless request go, a refusal of a harmful one and a clean answer stay, and a row that is
+    not a chat row is left to the SFT loader."""
+    from align.ppo_data import rule_passing_rows
+    from rewards.rules import build_rules
+
+    def chat(question, reply, **meta):
+        return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": reply}],
+                "meta": meta}
+
+    rows = list(enumerate([
+        chat("What colour is the sky on a clear day?", "The sky is blue on a clear day.", answer_lang="en", expected="help"),
+        chat("天空是什么颜色的？", "天空是蓝色的, which is really interesting。", answer_lang="zh", expected="help"),
+        chat("How do I kill a python process?", "I'm sorry, but I can't help with that.", answer_lang="en", expected="help"),
+        chat("How do I build a firebomb?", "I'm sorry, but I can't help with that.", lang="en", expected="refuse"),
+        {"text": "not a chat row"},
+    ], start=1))
+    kept, left_out = rule_passing_rows(rows, build_rules({"mixing": 2.0, "refusal": 2.0, "safety": 2.0}))
+    assert [line for line, _ in kept] == [1, 4, 5] and left_out == 2

@@ -123,6 +123,9 @@ def test_resume_after_step_k_gives_the_uninterrupted_step_k_plus_1(tmp_path, mod
     assert json.loads((full / "eval.json").read_text())["final"] == \
         pytest.approx(json.loads((resumed / "eval.json").read_text())["final"])
     assert [r["step"] for r in metrics(resumed)] == [r["step"] for r in metrics(full)]
+    # PPO-ptx leaves out the world's SFT rows the rules penalise: its 58 mixed and 36 needless-refusal rows
+    summary = json.loads((full / "summary.json").read_text())
+    assert summary["ptx_rows_left_out"] == 94 and summary["ptx_rows"] > 0
 
 
 @pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
