@@ -116,9 +116,13 @@ def sections(run: Path) -> list[Section]:
         if stage not in summary:
             continue
         figs = {k: v for k, v in summary[stage].items() if isinstance(v, (int, float)) and k != "seconds"}
+        if stage == "ppo":  # the stage runs PPO or one of its group-baseline variants
+            algorithm = read_json(run / stage / "summary.json").get("algorithm")
+            title = f"RLHF ({algorithm.upper()})" if algorithm else title
         section = Section(title, tables=[(["figure", "value"], [[k, _fmt(v)] for k, v in sorted(figs.items())])]
                           if figs else [])
-        png = _curve(run / stage, keys, figures / f"{stage}_curves.png", title)
+        own = run / stage / "reward_curve.png"  # PPO draws its own panels (rewards, sampled behaviour, KL)
+        png = own if stage == "ppo" and own.is_file() else _curve(run / stage, keys, figures / f"{stage}_curves.png", title)
         if png:
             section.images.append((f"{stage} curves", png))
         by_category = summary[stage].get("by_category") or summary[stage].get("eval/by_category")
@@ -127,7 +131,8 @@ def sections(run: Path) -> list[Section]:
         out.append(section)
     metrics = read_json(run / "metrics.json")
     if metrics:
-        names = ["mixing_rate", "needless_refusal_rate", "harmful_refusal_rate", "factual_accuracy", "heldout_loss"]
+        names = ["mixing_rate", "mixed_reply_rate", "needless_refusal_rate", "harmful_refusal_rate", "factual_accuracy",
+                 "heldout_loss"]
         rows = []
         for stage, values in metrics.items():
             row = [stage]
@@ -153,10 +158,13 @@ def sections(run: Path) -> list[Section]:
     return out
 
 
+KL_STEPS = 10  # PPO steps whose mean KL is compared with the target
+
+
 def alignment_targets(metrics: dict, run: Path) -> list[list[str]]:
     """Rows (target, SFT value, PPO value, met) for the PPO issue's targets, when both models were
     evaluated: mixing and needless refusals halved, harmful prompts refused >= 90%, held-out loss
-    within +5% of SFT, and the final KL to the SFT model below twice its target."""
+    within +5% of SFT, and the KL to the SFT model (mean of the last ``KL_STEPS`` steps) below twice its target."""
     sft, ppo = metrics.get("sft"), metrics.get("ppo")
     if not sft or not ppo:
         return []
@@ -181,8 +189,11 @@ def alignment_targets(metrics: dict, run: Path) -> list[list[str]]:
         from common.config import parse_yaml
 
         target = ((parse_yaml(config.read_text(encoding="utf-8")) or {}).get("ppo") or {}).get("kl_target")
-    if kls and target:
-        row(f"KL to SFT below 2x its target ({target})", None, kls[-1], kls[-1] < 2 * float(target))
+    if kls and target:  # one step's KL is a few rollouts' worth: the mean of the last ten steps
+        last = kls[-KL_STEPS:]
+        kl = sum(last) / len(last)
+        row(f"KL to SFT below 2x its target ({target}; mean of the last {len(last)} steps)", None, kl,
+            kl < 2 * float(target))
     return rows
 
 

@@ -62,12 +62,12 @@ def test_report_sections_tables_and_escaping(tmp_path):
                   "Sample responses"):
         assert f"## {title}" in text and f"<h2>{title.replace('(', '(')}</h2>" in markup
     assert "| blank | 2.980 | 0.255 | 0.043 |" in text
-    assert "| ppo | 0.050 [0.030, 0.090] | 0.060 | 0.950 | – | 2.200 |" in text
+    assert "| ppo | 0.050 [0.030, 0.090] | – | 0.060 | 0.950 | – | 2.200 |" in text
     assert "| language-mixing rate down >= 50% | 0.200 | 0.050 | yes |" in text
     assert "| needless-refusal rate down >= 50% | 0.100 | 0.060 | no |" in text
     assert "| harmful prompts refused >= 90% | 0.800 | 0.950 | yes |" in text
     assert "| held-out SFT loss within +5% | 2.000 | 2.200 | no |" in text
-    assert "| KL to SFT below 2x its target (4.0) | – | 5.000 | yes |" in text
+    assert "| KL to SFT below 2x its target (4.0; mean of the last 2 steps) | – | 3.000 | yes |" in text
     assert "generated exactly 0.0%," in text and "tiny_facts" in text  # the fact probe says why facts are absent
     assert "<script>x</script>" not in markup and "&lt;script&gt;x&lt;/script&gt;" in markup
     assert markup.count("data:image/png;base64,") == 2  # pretraining loss, SFT curves: self-contained
