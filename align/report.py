@@ -146,7 +146,7 @@ def sections(run: Path) -> list[Section]:
     if targets:
         out.append(Section("RLHF targets: PPO against the SFT model", [
             "The PPO issue's targets on held-out world prompts. A target not met is shown as such; the tiny "
-            "models of this run are what limits them (see docs/ppo.md)."],
+            "models of this run are what limits them (see docs/ppo.md).", *mixing_note(metrics)],
             [(["target", "SFT", "PPO", "met"], targets)]))
     samples = run / "samples.jsonl"
     if samples.is_file():
@@ -159,6 +159,25 @@ def sections(run: Path) -> list[Section]:
 
 
 KL_STEPS = 10  # PPO steps whose mean KL is compared with the target
+
+
+def mixing_note(metrics: dict) -> list[str]:
+    """What the PPO policy's language-mixing rate is made of, when it was not halved: the replies
+    with any mixing against the replies mostly in the wrong language (a switch of language or broken
+    text, which a reward on the wrong-language share barely reaches) and the share of the mixing sum
+    they carry. Empty when the target was met or the figures are missing."""
+    sft, ppo = metrics.get("sft") or {}, metrics.get("ppo") or {}
+    keys = ("mixing_rate", "mixed_reply_rate", "mostly_wrong_language_rate", "mixing_from_mostly_wrong")
+    if not all(isinstance(m.get(k), (int, float)) for m in (sft, ppo) for k in keys):
+        return []
+    if sft["mixing_rate"] == 0 or ppo["mixing_rate"] <= 0.5 * sft["mixing_rate"]:
+        return []
+    return [f"Language mixing: the share of replies with any wrong-language text went from "
+            f"{sft['mixed_reply_rate']:.1%} to {ppo['mixed_reply_rate']:.1%}, but the mean wrong-language share "
+            f"only from {sft['mixing_rate']:.3f} to {ppo['mixing_rate']:.3f}: "
+            f"{ppo['mostly_wrong_language_rate']:.1%} of the PPO policy's replies are mostly in the wrong language "
+            f"(SFT: {sft['mostly_wrong_language_rate']:.1%}) and carry {ppo['mixing_from_mostly_wrong']:.0%} of its "
+            f"mixing. Those are language switches and broken text, not words of the other language mixed in."]
 
 
 def alignment_targets(metrics: dict, run: Path) -> list[list[str]]:

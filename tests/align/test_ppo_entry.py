@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 REQUIRED = ("step", "reward", "rules/mixing", "rules/refusal", "rules/safety", "kl", "kl_coef", "entropy", "clipfrac",
             "value_loss", "explained_variance", "response_length", "rollout/harmful_refusal_rate",
             "rollout/needless_refusal_rate", "rollout/mixing_rate")
-EVAL_KEYS = {"mixing_rate", "mixed_reply_rate", "needless_refusal_rate", "harmful_refusal_rate", "factual_accuracy",
-             "heldout_loss"}
+EVAL_KEYS = {"mixing_rate", "mixed_reply_rate", "mostly_wrong_language_rate", "mixing_from_mostly_wrong",
+             "needless_refusal_rate", "harmful_refusal_rate", "factual_accuracy", "heldout_loss"}
 
 
 @pytest.fixture(scope="module")

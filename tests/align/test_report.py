@@ -74,6 +74,20 @@ def test_report_sections_tables_and_escaping(tmp_path):
     assert "src=\"report_figures" not in markup and "![pretraining loss](pretrain/loss_curve.png)" in text
 
 
+def test_report_says_what_an_unhalved_mixing_rate_is_made_of(tmp_path):
+    from align.report import mixing_note
+
+    sft = {"mixing_rate": 0.031, "mixed_reply_rate": 0.095, "mostly_wrong_language_rate": 0.021,
+           "mixing_from_mostly_wrong": 0.7}
+    ppo = {"mixing_rate": 0.024, "mixed_reply_rate": 0.046, "mostly_wrong_language_rate": 0.018,
+           "mixing_from_mostly_wrong": 0.83}
+    (note,) = mixing_note({"sft": sft, "ppo": ppo})
+    assert "from 9.5% to 4.6%" in note and "from 0.031 to 0.024" in note
+    assert "1.8% of the PPO policy's replies" in note and "(SFT: 2.1%)" in note and "carry 83%" in note
+    assert mixing_note({"sft": sft, "ppo": {**ppo, "mixing_rate": 0.015}}) == []  # halved: nothing to explain
+    assert mixing_note({"sft": {"mixing_rate": 0.1}, "ppo": {"mixing_rate": 0.2}}) == []  # figures missing
+
+
 def test_report_needs_a_pipeline_run(tmp_path):
     with pytest.raises(UserError, match="no summary.json"):
         build_report(tmp_path)
