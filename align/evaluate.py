@@ -306,6 +306,8 @@ def main(argv: list[str] | None = None) -> None:
     def body():
         from common.errors import UserError
 
+        if min(args.prompts, args.heldout_rows, args.safety_probe) < 0:
+            raise UserError("--prompts, --heldout-rows and --safety-probe must be >= 0 (0 = all, or none for the probe)")
         names = args.names or [model_name(path) for path in args.model]
         if len(names) != len(args.model) or len(set(names)) != len(names):
             raise UserError(f"--names needs one distinct name per --model ({len(args.model)}), got {names}")

@@ -189,6 +189,9 @@ def test_evaluate_cli_refuses_names_that_do_not_match_the_models(tmp_path, capsy
     with pytest.raises(SystemExit) as exit_info:
         evaluate_main(["--model", str(tmp_path / "a"), str(tmp_path / "b"), "--names", "x"])
     assert exit_info.value.code == 2 and capsys.readouterr().err.startswith("error: --names needs one distinct name")
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main(["--model", str(tmp_path / "a"), "--safety-probe", "-1"])
+    assert exit_info.value.code == 2 and "--safety-probe must be >= 0" in capsys.readouterr().err
 
 
 def test_a_checkpoints_min_length_cannot_lengthen_rollouts_and_generate_stays_quiet(caplog):
