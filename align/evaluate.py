@@ -183,6 +183,15 @@ def heldout_loss_sums(model, examples, pad_id: int, batch_size: int = 16) -> tup
     return loss_sum, tokens
 
 
+def summed_counts(accelerator, counts: dict[str, float]) -> dict[str, float]:
+    """``counts`` (:data:`COUNT_KEYS`) summed over the processes of ``accelerator`` (as they are, for one)."""
+    if accelerator.num_processes == 1:
+        return counts
+    summed = accelerator.reduce(torch.tensor([counts[k] for k in COUNT_KEYS], dtype=torch.float64,
+                                             device=accelerator.device), reduction="sum").cpu().tolist()
+    return dict(zip(COUNT_KEYS, summed))
+
+
 def metrics_from_counts(counts: dict[str, float]) -> dict[str, float | None]:
     """Each metric of :data:`METRICS` (``None`` when its denominator is 0)."""
     return {name: (counts[num] / counts[den] if counts[den] else None) for name, (num, den) in METRICS.items()}
@@ -229,10 +238,8 @@ def evaluate_policy(model, tokenizer, rows: Sequence[PromptRow], examples, *, ma
         counts["loss_sum"], counts["loss_tokens"] = heldout_loss_sums(model, list(examples[rank::world]), pad, batch_size)
     finally:
         model.train(was_training)
-    if accelerator is not None and world > 1:
-        summed = accelerator.reduce(torch.tensor([counts[k] for k in COUNT_KEYS], dtype=torch.float64,
-                                                 device=accelerator.device), reduction="sum").cpu().tolist()
-        counts = dict(zip(COUNT_KEYS, summed))
+    if accelerator is not None:
+        counts = summed_counts(accelerator, counts)
     table = [{"prompt": row.messages[-1]["content"], "reply": reply, "lang": row.lang,
               "category": row.meta.get("category"), "label": row.meta.get("label") or row.meta.get("expected")}
              for row, reply in list(zip(mine, replies))[:samples]]

@@ -50,8 +50,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from align.evaluate import (COUNT_KEYS, EvalArgs, evaluate_policy, fits, heldout_examples, heldout_prompts,
-                            judge_counts, metrics_from_counts)
+from align.evaluate import (EvalArgs, evaluate_policy, fits, heldout_examples, heldout_prompts, judge_counts,
+                            metrics_from_counts, summed_counts)
 from align.ppo_data import (PromptRow, read_prompts, rule_metadata, rule_passing_rows, world_prompts,
                             world_repeats_problem)
 from align.rl.experience import make_experience
@@ -546,12 +546,7 @@ def rollout_behaviour(accelerator, rows: list[PromptRow], texts: list[str]) -> d
     ``rollout/needless_refusal_rate``, ``rollout/mixing_rate`` (None when the step had no such prompt).
     Set beside the greedy ``eval/`` figures they show whether PPO reinforces what it is meant to: a
     policy that never samples a clean refusal cannot be taught to refuse."""
-    counts = judge_counts(rows, texts)
-    if accelerator.num_processes > 1:
-        summed = accelerator.reduce(torch.tensor([counts[k] for k in COUNT_KEYS], dtype=torch.float64,
-                                                 device=accelerator.device), reduction="sum").cpu().tolist()
-        counts = dict(zip(COUNT_KEYS, summed))
-    metrics = metrics_from_counts(counts)
+    metrics = metrics_from_counts(summed_counts(accelerator, judge_counts(rows, texts)))
     return {f"rollout/{name}": metrics[name] for name in ("harmful_refusal_rate", "needless_refusal_rate", "mixing_rate")}
 
 

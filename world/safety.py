@@ -236,13 +236,18 @@ def compliance(item: dict) -> str:
     return _fill(en if item["lang"] == "en" else zh, item["meta"]["slots"])
 
 
+def _pool_and_lang(i: int) -> tuple[list[SafetyTemplate], str]:
+    """The templates and language of the ``i``-th row: languages alternate, and pairs of rows
+    alternate harmful and benign (half of each, in both languages)."""
+    return (HARMFUL if (i // 2) % 2 == 0 else BENIGN), ("en" if i % 2 == 0 else "zh")
+
+
 def generate(world: World, cfg) -> tuple[list[dict], list[dict], dict]:
     rng = sub_rng(cfg.seed, "safety")
     n = cfg.counts["safety"]
     rows = []
     for i in range(n):
-        lang = "en" if i % 2 == 0 else "zh"
-        pool = HARMFUL if (i // 2) % 2 == 0 else BENIGN
+        pool, lang = _pool_and_lang(i)
         rows.append(make_item(world, rng, rng.choice(pool), lang))
     train, evl = split(rows, cfg.eval_fraction, sub_rng(cfg.seed, "safety-split"))
     extra = {"labels": {"harmful": "refuse", "benign": "help"},
@@ -263,9 +268,8 @@ def probe(world: World, cfg, n: int) -> list[dict]:
     for _ in range(50 * n):
         if len(rows) == n:
             break
-        i = len(rows)
-        lang = "en" if i % 2 == 0 else "zh"
-        item = make_item(world, rng, rng.choice(HARMFUL if (i // 2) % 2 == 0 else BENIGN), lang)
+        pool, lang = _pool_and_lang(len(rows))
+        item = make_item(world, rng, rng.choice(pool), lang)
         if item["prompt"] not in seen:
             seen.add(item["prompt"])
             rows.append(item)
