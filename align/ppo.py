@@ -795,22 +795,17 @@ def plot_ppo_curves(cfg: PPOConfig, metrics_path, out_png, title: str):
 
 def ptx_examples(cfg: PPOConfig, tokenizer, architecture: str, rules=None) -> tuple[list, int]:
     """The SFT examples PPO-ptx trains on (``data.ptx_files``, else the world's sft train split) and
-    how many rows were left out because ``rules`` penalise their reply (:func:`rule_passing_rows`)."""
-    from align.sft_data import build_examples
-    from common.jsonl import read_jsonl
+    how many rows were left out because ``rules`` penalise their reply (:func:`rule_passing_rows`, on
+    each row as the SFT loader reads it: chat ``messages`` and single-turn ``prompt``/``completion``)."""
+    from align.sft_data import load_sft_examples, trainable_messages
+
+    def rule_passing(rows, path):
+        return rule_passing_rows(rows, rules, path, conversation=trainable_messages)
 
     files = cfg.data.ptx_files or [world_prompts_file("sft", cfg)]
-    examples, left_out = [], 0
-    for path in files:
-        rows = list(read_jsonl(path))
-        if rules is not None:
-            rows, dropped = rule_passing_rows(rows, rules, path)
-            left_out += dropped
-        found, _ = build_examples(rows, tokenizer, path, architecture, cfg.data.max_length, truncation="drop",
-                                  bad_rows="drop")
-        examples.extend(found)
-    if not examples:
-        raise UserError(f"PPO-ptx: no usable SFT row in {files} ({left_out} left out by the rules)")
+    examples, report = load_sft_examples(files, tokenizer, architecture, cfg.data.max_length, truncation="drop",
+                                         bad_rows="drop", row_filter=None if rules is None else rule_passing)
+    left_out = report.get("filtered", 0)
     if left_out:
         logger.info("PPO-ptx: %d of %d SFT rows left out: the rules penalise their reply", left_out,
                     left_out + len(examples))

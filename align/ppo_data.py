@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from common.errors import UserError
 from common.jsonl import JsonlError, read_jsonl
@@ -178,12 +178,21 @@ def rule_metadata(row: PromptRow, truncated: bool) -> dict[str, Any]:
     return {**row.meta, "truncated": bool(truncated)}
 
 
-def rule_passing_rows(rows: Iterable[tuple[int, Any]], rules, path: str = "<rows>") -> tuple[list[tuple[int, Any]], int]:
-    """The ``(line, row)`` pairs of chat rows whose last assistant reply no rule of ``rules``
+def _chat_messages(row: Any) -> list[dict] | None:
+    messages = row.get("messages") if isinstance(row, dict) else None
+    return messages if isinstance(messages, list) else None
+
+
+def rule_passing_rows(rows: Iterable[tuple[int, Any]], rules, path: str = "<rows>",
+                      conversation: Callable[[Any], list[dict] | None] = _chat_messages) -> tuple[list[tuple[int, Any]], int]:
+    """The ``(line, row)`` pairs of SFT rows whose final assistant reply no rule of ``rules``
     (:class:`rewards.rules.RuleRewards`) penalises, and how many were left out. PPO-ptx trains on
     these: the SFT data keeps the policy near what it knew, but its rows with the flaws PPO is removing
-    (a reply in the wrong language, a refusal of a harmless request) would teach them back. Rows that
-    are not chat rows with a final reply are kept (the SFT loader counts or rejects them)."""
+    (a reply in the wrong language, a refusal of a harmless request) would teach them back.
+    ``conversation(row)`` is the row as chat messages ending with the reply (default: its ``messages``;
+    PPO passes the SFT loader's own reading, which also takes single-turn ``prompt``/``completion``
+    rows), or None. Rows without a final reply, or that are not prompt rows, are kept (the SFT loader
+    counts or rejects them)."""
     kept, candidates = [], []
     for line, row in rows:
         try:
@@ -191,7 +200,7 @@ def rule_passing_rows(rows: Iterable[tuple[int, Any]], rules, path: str = "<rows
         except PromptDataError:
             kept.append((line, row))
             continue
-        messages = row.get("messages") if isinstance(row, dict) else None
+        messages = conversation(row)
         if isinstance(messages, list) and messages and isinstance(messages[-1], dict) \
                 and messages[-1].get("role") == "assistant" and isinstance(messages[-1].get("content"), str):
             candidates.append((line, row, prompt, messages[-1]["content"]))

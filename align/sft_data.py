@@ -62,7 +62,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 from common.errors import UserError
 from glm_base.infilling import IGNORE_INDEX, build_row
@@ -74,6 +74,8 @@ ARCHITECTURES = ("glm4", "glm1")
 ROLES = ("system", "user", "assistant", "observation", "tool")
 TRUNCATION_POLICIES = ("error", "drop", "truncate_left")
 BAD_ROW_POLICIES = ("error", "drop")
+# (a file's (line, row) pairs, its path) -> (the pairs to keep, how many were left out on purpose)
+RowFilter = Callable[[list[tuple[int, Any]], str], tuple[list[tuple[int, Any]], int]]
 #: Appended after the last reply of a GLM-4 example and trained as its end (GLM-4's chat stop token).
 REPLY_END_TOKEN = USER_TOKEN
 _CHAT_PREFIX = GMASK_TOKEN + SOP_TOKEN
@@ -151,6 +153,9 @@ class SFTDataArgs:
                 "refusals, alarming-but-benign ones with help)"})
     world_scale: Literal["tiny", "small", "medium"] = field(default="tiny", metadata={"help": "size of the default world"})
     world_seed: int = field(default=0, metadata={"help": "seed of the default world (kept apart from the training seed)"})
+    world_dir: str = field(default="", metadata={
+        "help": "a built world (python -m world.build --out DIR) to take the default splits from; "
+                "empty = the world of world_scale and world_seed, built and cached on first use"})
     max_length: int = field(default=1024, metadata={"help": "most tokens of one example (GLM-1: Part A + Part B)"})
     truncation: Literal["error", "drop", "truncate_left"] = field(default="error", metadata={
         "help": "an example longer than max_length: error | drop the row | truncate_left (drop earliest rounds)"})
@@ -186,6 +191,14 @@ def single_turn_messages(row: dict) -> list[dict] | None:
         if not row[key].strip():
             raise BadRow("empty_content", key, "expected non-empty text")
     return [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row[reply_field]}]
+
+
+def trainable_messages(row: Any) -> list[dict] | None:
+    """The row as the chat messages SFT would train on (:func:`check_messages`), or None for a bad row."""
+    try:
+        return check_messages(row)
+    except BadRow:
+        return None
 
 
 def check_messages(row: Any) -> list[dict]:
@@ -434,8 +447,12 @@ def default_files(kind: str = "sft", size: str = "tiny", seed: int = 0) -> tuple
 
 
 def load_sft_examples(paths: Sequence[str | Path], tokenizer, architecture: str = "glm4", max_length: int = 1024,
-                      truncation: str = "error", bad_rows: str = "error") -> tuple[list[SFTExample], dict[str, Any]]:
+                      truncation: str = "error", bad_rows: str = "error",
+                      row_filter: RowFilter | None = None) -> tuple[list[SFTExample], dict[str, Any]]:
     """Examples from JSONL files, in file order, and the report as a dict (summed over the files).
+
+    ``row_filter(rows, path)``, given a file's ``(line, row)`` pairs, returns the pairs to keep and how
+    many it left out on purpose (counted as ``filtered`` in the report, apart from bad rows).
 
     Raises ``FileNotFoundError`` for a missing file, :class:`common.jsonl.JsonlError` for a line that is
     not a JSON object and :class:`SFTDataError` for a bad row under ``bad_rows="error"``.
@@ -446,18 +463,38 @@ def load_sft_examples(paths: Sequence[str | Path], tokenizer, architecture: str 
         raise ValueError("no data files given")
     builder = SFTExampleBuilder(tokenizer, architecture, max_length, truncation, bad_rows)
     examples: list[SFTExample] = []
+    filtered = 0
     for path in map(str, paths):
-        for line, row in read_jsonl(path):
+        rows: Iterable[tuple[int, Any]] = read_jsonl(path)
+        if row_filter is not None:
+            rows, left_out = row_filter(list(rows), path)
+            filtered += left_out
+        for line, row in rows:
             example = builder.add(row, path, line)
             if example is not None:
                 examples.append(example)
     report = builder.report.to_dict()
     report["files"] = [str(p) for p in paths]
+    if row_filter is not None:
+        report["filtered"] = filtered
     if report["dropped"]:
         logger.warning("dropped %d of %d rows: %s", sum(report["dropped"].values()), report["rows"], report["dropped"])
     if not examples:
         raise UserError(f"no usable example in {list(map(str, paths))} (report: {report})")
     return examples, report
+
+
+def world_split_files(args: SFTDataArgs, kind: str) -> tuple[str, str]:
+    """``(train, eval)`` of the world split ``kind``: from ``args.world_dir`` when set (each file must
+    be there), else the cached world of ``args.world_scale`` and ``args.world_seed``."""
+    if not args.world_dir:
+        return default_files(kind, args.world_scale, args.world_seed)
+    files = tuple(str(Path(args.world_dir) / kind / f"{name}.jsonl") for name in ("train", "eval"))
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing:
+        raise UserError(f"data.world_dir: {missing[0]} does not exist "
+                        f"(build the world with: python -m world.build --out {args.world_dir})")
+    return files  # type: ignore[return-value]
 
 
 def load_from_args(args: SFTDataArgs, tokenizer, architecture: str, split: str = "train"):
@@ -469,9 +506,9 @@ def load_from_args(args: SFTDataArgs, tokenizer, architecture: str, split: str =
     if not files:
         if args.train_files:  # the user's own training data and no eval files: no eval set
             return [], {}
-        train, eval_ = default_files(args.world_kind, args.world_scale, args.world_seed)
+        train, eval_ = world_split_files(args, args.world_kind)
         files = [train if split == "train" else eval_]
         if split == "train" and args.world_safety:
-            files.append(default_files("safety", args.world_scale, args.world_seed)[0])
+            files.append(world_split_files(args, "safety")[0])
     return load_sft_examples(files, tokenizer, architecture, args.max_length, args.truncation, args.bad_rows)
 

@@ -84,6 +84,9 @@ def test_the_whole_recipe_in_micro(tmp_path, monkeypatch):
 
     for stage in ("pretrain", "sft", "dpo", "ppo"):
         assert AutoModelForCausalLM.from_pretrained(out / stage / "model") is not None, stage
+    # SFT reads the run's own world; its config (world_safety: true) adds the safety demonstrations
+    sft_files = json.loads((out / "sft" / "summary.json").read_text())["train_data"]["files"]
+    assert sft_files == [str(out / "world" / "sft" / "train.jsonl"), str(out / "world" / "safety" / "train.jsonl")]
     rm = AutoModelForSequenceClassification.from_pretrained(out / "rm" / "model")
     assert rm.config.num_labels == 1
     assert len(load_dataset("json", data_files=str(out / "feedback" / "rankings.jsonl"), split="train")) == 2

@@ -230,3 +230,32 @@ def test_ptx_rows_the_rules_penalise_are_left_out():
     ], start=1))
     kept, left_out = rule_passing_rows(rows, build_rules({"mixing": 2.0, "refusal": 2.0, "safety": 2.0}))
     assert [line for line, _ in kept] == [1, 4, 5] and left_out == 2
+
+
+def test_ptx_filter_reads_rows_as_the_sft_loader_does(tmp_path):
+    """Single-turn rows (TRL's prompt/completion, the world's prompt/reference) are judged too, through
+    the SFT loader's own reading of a row, and the loader counts what the filter left out."""
+    from align.ppo_data import rule_passing_rows
+    from align.sft_data import load_sft_examples, trainable_messages
+    from common.jsonl import read_jsonl
+    from rewards.rules import build_rules
+
+    rules = build_rules({"mixing": 2.0, "refusal": 2.0, "safety": 2.0})
+    rows = [
+        {"prompt": "天空是什么颜色的？", "completion": "天空是蓝色的, which is really interesting。", "meta": {"answer_lang": "zh"}},
+        {"prompt": "What colour is the sky?", "completion": "The sky is blue.", "meta": {"answer_lang": "en"}},
+        {"prompt": "How do I build a firebomb?", "reference": "I'm sorry, but I can't help with that.",
+         "lang": "en", "expected": "refuse"},
+        {"prompt": "How do I kill a python process?", "reference": "I'm sorry, but I can't help with that.",
+         "lang": "en", "expected": "help"},
+    ]
+    path = tmp_path / "sft.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    lines = list(read_jsonl(str(path)))
+    assert rule_passing_rows(lines, rules)[1] == 0  # read as chat rows only, none of them is judged
+    kept, left_out = rule_passing_rows(lines, rules, str(path), conversation=trainable_messages)
+    assert [line for line, _ in kept] == [2, 3] and left_out == 2
+
+    examples, report = load_sft_examples(
+        [path], small_tokenizer(), row_filter=lambda pairs, where: rule_passing_rows(pairs, rules, where, conversation=trainable_messages))
+    assert len(examples) == 2 and report["filtered"] == 2 and report["rows"] == 2

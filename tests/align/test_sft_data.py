@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from common.errors import UserError
 from sft_helpers import small_tokenizer
 
 from align.sft_data import (
@@ -250,6 +252,13 @@ def test_world_is_the_default_data(tmp_path, tok, monkeypatch):
     safety_rows = sum(1 for _ in open(tmp_path / "world" / "tiny-seed0" / "safety" / "train.jsonl", encoding="utf-8"))
     assert len(with_safety) == len(train) + safety_rows
     assert report["files"][1] == str(tmp_path / "world" / "tiny-seed0" / "safety" / "train.jsonl")
+    # a built world named by world_dir gives the same splits (the pipeline passes its own world)
+    built = tmp_path / "world" / "tiny-seed0"
+    from_dir, report = load_from_args(SFTDataArgs(max_length=4096, truncation="drop", world_safety=True,
+                                                  world_dir=str(built)), tok, "glm4")
+    assert len(from_dir) == len(with_safety) and report["files"][0] == str(built / "sft" / "train.jsonl")
+    with pytest.raises(UserError, match=r"data.world_dir: .*nowhere/sft/train.jsonl does not exist.*world.build"):
+        load_from_args(SFTDataArgs(world_dir=str(tmp_path / "nowhere")), tok, "glm4")
 
 
 def test_old_template_without_markers_is_refused(tok):
