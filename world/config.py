@@ -10,7 +10,7 @@ WORLD_VERSION = "1.0"
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {
         "people": 120, "cities": 40, "companies": 40, "products": 70, "chemicals": 40,
-        "sft": 800, "preferences": 600, "safety": 240, "long": 40, "cloze": 400,
+        "sft": 800, "preferences": 3000, "safety": 240, "long": 40, "cloze": 400,
     },
     "small": {
         "people": 900, "cities": 240, "companies": 300, "products": 500, "chemicals": 260,

@@ -78,6 +78,19 @@ def test_preference_rows_cover_categories_k_and_ties(tiny_world):
         assert sum(r["lang"] == lang for r in rows) >= len(rows) // 3
 
 
+def test_no_held_out_preference_row_asks_a_training_prompt(tiny_world):
+    """The world repeats prompts (a small world has few entities): the split keeps the rows of one
+    prompt together, so the reward model's held-out accuracy is not partly memory."""
+    from world.preferences import prompt_key
+
+    out, _ = tiny_world
+    train, evl = _rows(out, "preferences"), _rows(out, "preferences", "eval")
+    assert len(evl) == 300 and len(train) == 2700
+    assert not {prompt_key(r) for r in evl} & {prompt_key(r) for r in train}
+    assert len({prompt_key(r) for r in train}) < len(train)  # repeats exist, and stay on one side
+    assert {r["category"] for r in evl} == set(schema.PREFERENCE_CATEGORIES)
+
+
 def test_every_ranking_is_consistent_with_its_reasons(tiny_world):
     out, _ = tiny_world
     for r in _rows(out, "preferences") + _rows(out, "preferences", "eval"):
