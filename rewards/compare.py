@@ -4,8 +4,9 @@
 
 Each positional argument is a scorer: a reward-model directory (a trained ``rewards.train`` model),
 ``rules`` (the combined rule reward: ``--rule-weights``, by default every rule that applies to
-preference rows with weight 1), or ``rules:<name>`` (one rule: mixing, refusal, safety, consistency,
-format). ``--data`` is a file in the shared preference schema (rankings or pairs, see
+preference rows with weight 1), ``rules:<name>`` (one rule: mixing, refusal, safety, consistency,
+format), or a weighted sum of these joined by ``+`` (``runs/rm/model+2*rules``: the reward model's
+centred reward plus twice the rules, as PPO combines them). ``--data`` is a file in the shared preference schema (rankings or pairs, see
 :mod:`rewards.data`); by default the tiny world's held-out preferences.
 
 For every scorer, on every ordered pair the rankings imply:
@@ -96,10 +97,44 @@ def model_scores(path: str, groups: Sequence[PreferenceGroup], max_length: int, 
         return score_groups(model, encoded, pad, batch_size)
 
 
-def scores_for(spec: str, groups, args) -> list[list[float]]:
+def scorer_terms(spec: str) -> list[tuple[float, str]]:
+    """The ``(weight, scorer)`` terms of a scorer: one scorer, or a weighted sum such as
+    ``runs/rm/model+2*rules`` (what PPO optimises when it adds the reward model to the rules). A
+    path that exists is one scorer even when its name holds a ``+``."""
+    if "+" not in spec or Path(spec).exists():
+        return [(1.0, spec)]
+    terms = []
+    for part in spec.split("+"):
+        weight, star, name = part.partition("*")
+        if not star:
+            weight, name = "1", part
+        try:
+            value = float(weight)
+        except ValueError:
+            raise UserError(f"scorer {spec!r}: bad weight {weight!r} in {part!r} (write e.g. 2*rules)") from None
+        if not name.strip():
+            raise UserError(f"scorer {spec!r}: an empty term (write e.g. runs/rm/model+rules)")
+        terms.append((value, name.strip()))
+    return terms
+
+
+def single_scores(spec: str, groups, args) -> list[list[float]]:
     if spec == "rules" or spec.startswith("rules:"):
         return rule_scores(spec, groups, args.rule_weights, args.world)
     return model_scores(spec, groups, args.max_length, args.batch_size)
+
+
+def scores_for(spec: str, groups, args, cache: dict | None = None) -> list[list[float]]:
+    """Per-response scores of a scorer (a sum scores each response with its terms' weighted sum);
+    ``cache`` keeps each term's scores so a model named alone and in a sum is run once."""
+    cache = {} if cache is None else cache
+    total: list[list[float]] | None = None
+    for weight, name in scorer_terms(spec):
+        if name not in cache:
+            cache[name] = single_scores(name, groups, args)
+        part = [[weight * x for x in row] for row in cache[name]]
+        total = part if total is None else [[a + b for a, b in zip(x, y)] for x, y in zip(total, part)]
+    return total  # type: ignore[return-value]
 
 
 # --- statistics ------------------------------------------------------------------------------------
@@ -353,7 +388,8 @@ def compare(scorers: Sequence[str], data: Sequence[str], out: str | Path, args) 
     if len(set(scorers)) != len(scorers):
         raise UserError(f"a scorer is named twice: {list(scorers)}")
     groups, data_report = read_preferences(list(data), args.bad_rows)
-    scores = {spec: scores_for(spec, groups, args) for spec in scorers}
+    cache: dict = {}
+    scores = {spec: scores_for(spec, groups, args, cache) for spec in scorers}
     report = {spec: scorer_report(groups, s, args.bootstrap, args.seed) for spec, s in scores.items()}
     for a in scorers:
         report[a]["agreement"] = {b: agreement(groups, scores[a], scores[b]) for b in scorers if b != a}
@@ -368,7 +404,7 @@ def compare(scorers: Sequence[str], data: Sequence[str], out: str | Path, args) 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rewards.compare", description=__doc__.split("\n\n")[0])
-    p.add_argument("scorers", nargs="+", help="reward-model directories, 'rules', or 'rules:<name>'")
+    p.add_argument("scorers", nargs="+", help="reward-model directories, 'rules', 'rules:<name>', or sums of them such as 'DIR+2*rules'")
     p.add_argument("--data", nargs="+", default=None, help="preference JSONL file(s); default: the tiny world's held-out preferences")
     p.add_argument("--out", required=True, help="directory for report.md, report.json and the plots")
     p.add_argument("--rule-weights", type=parse_weights, default=dict(DEFAULT_RULE_WEIGHTS),

@@ -2,6 +2,7 @@
 on hand-made cases (ties count half), agreement, τ-b and Spearman by hand, calibration, errors."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -100,8 +101,39 @@ def test_kendall_tau_b_spearman_and_calibration_by_hand():
     assert lost["ece"] == pytest.approx(1 / (1 + 2.718281828 ** -2), rel=1e-6)
 
 
+def test_a_sum_of_scorers_scores_with_the_weighted_sum(reward_model, tmp_path):
+    """``DIR+2*rules:mixing``: every response's score is the model's plus twice the rule's, so the rule
+    decides where it sees mixing (its penalty outweighs this model's score gaps) and the model breaks
+    the rule's ties; the model is scored once for both scorers."""
+    from rewards.compare import scores_for, scorer_terms
+    from rewards.data import read_preferences
+
+    rows = [{"prompt": "What is the capital?", "lang": "en", "category": "mix",
+             "responses": ["The capital is Paris.", "The capital 是 Paris 城市."], "ranking": [1, 2]},
+            {"prompt": "Name the capital.", "lang": "en", "category": "other",
+             "responses": ["Paris is the capital.", "The capital is Paris."], "ranking": [1, 2]}]
+    data = write_jsonl(tmp_path / "sum.jsonl", rows)
+    spec = f"{reward_model}+20*rules:mixing"
+    assert scorer_terms(spec) == [(1.0, str(reward_model)), (20.0, "rules:mixing")]
+    assert scorer_terms(str(reward_model)) == [(1.0, str(reward_model))]
+    report = main([str(reward_model), "rules:mixing", spec, "--data", str(data), "--out", str(tmp_path / "out"),
+                   "--bootstrap", "50"])
+    groups = read_preferences(data)[0]
+    args = argparse.Namespace(rule_weights={}, world=None, max_length=512, batch_size=8)
+    cache: dict = {}
+    model, rule, total = (scores_for(s, groups, args, cache) for s in (str(reward_model), "rules:mixing", spec))
+    assert total == [[m + 20 * r for m, r in zip(mg, rg)] for mg, rg in zip(model, rule)]
+    assert set(cache) == {str(reward_model), "rules:mixing"}
+    assert report[spec]["by_category"]["mix"] == 1.0  # the rule's call, whatever the model says
+    model_right = (model[1][0] > model[1][1]) + 0.5 * (model[1][0] == model[1][1])
+    assert report[spec]["by_category"]["other"] == report[str(reward_model)]["by_category"]["other"] == model_right
+    assert report["rules:mixing"]["by_category"]["other"] == 0.5  # alone the rule ties that pair
+
+
 @pytest.mark.parametrize("scorer, expected", [("rules:nonsense", "unknown rule 'rules:nonsense'"),
-                                               ("/nowhere/rm", "reward model directory /nowhere/rm not found")])
+                                               ("/nowhere/rm", "reward model directory /nowhere/rm not found"),
+                                               ("rules+x*rules:mixing", "scorer 'rules+x*rules:mixing': bad weight 'x'"),
+                                               ("rules+", "scorer 'rules+': an empty term")])
 def test_errors_end_with_one_error_line(tmp_path, capsys, scorer, expected):
     data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "q", "responses": ["a", "b"], "ranking": [1, 2]}])
     with pytest.raises(SystemExit) as exit_:
