@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-WORLD_VERSION = "1.0"
+# Bumped whenever the same size and seed would build different files, so that a world cached by
+# world.default (data/world/<size>-seed<seed>) is rebuilt. 1.1: 3,000 tiny preference rows, split by prompt.
+WORLD_VERSION = "1.1"
 
 # Counts per size. ``entities`` drives the corpus; the other files are counted in rows (train+eval).
 SIZES: dict[str, dict[str, int]] = {

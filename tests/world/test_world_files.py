@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -89,6 +91,23 @@ def test_no_held_out_preference_row_asks_a_training_prompt(tiny_world):
     assert not {prompt_key(r) for r in evl} & {prompt_key(r) for r in train}
     assert len({prompt_key(r) for r in train}) < len(train)  # repeats exist, and stay on one side
     assert {r["category"] for r in evl} == set(schema.PREFERENCE_CATEGORIES)
+
+
+def test_a_world_cached_by_an_older_version_is_rebuilt(tmp_path):
+    """A cache built before a change of the world (another version in its manifest) is not served:
+    data/world of an older checkout would otherwise keep its old preference split."""
+    from world.config import WORLD_VERSION
+    from world.default import world_files
+
+    train, _ = world_files("preferences", root=tmp_path)
+    manifest = tmp_path / "tiny-seed0" / "manifest.json"
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    data["version"] = "0.9"
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+    Path(train).write_text("stale\n", encoding="utf-8")
+    assert world_files("preferences", root=tmp_path)[0] == train
+    assert json.loads(manifest.read_text(encoding="utf-8"))["version"] == WORLD_VERSION
+    assert sum(1 for _ in open(train, encoding="utf-8")) == 2700
 
 
 def test_every_ranking_is_consistent_with_its_reasons(tiny_world):
