@@ -328,11 +328,29 @@ def summary_lines(stages: dict[str, dict], ctx: Context) -> list[str]:
     return lines
 
 
+def stale_world(ctx: Context) -> str | None:
+    """The world version of a finished world stage when this checkout would build another world
+    (``world.config.WORLD_VERSION``), else None: its stage and everything after it must rerun."""
+    from world.config import WORLD_VERSION
+
+    manifest = ctx.world / "manifest.json"
+    if not (ctx.dir("world") / ".done").is_file() or not manifest.is_file():
+        return None
+    version = str(read_json(manifest).get("version"))
+    return version if version != WORLD_VERSION else None
+
+
 def run(cfg: PipelineConfig) -> dict:
     ctx = Context(cfg, Path(cfg.output_dir))
     stages = selected_stages(ctx)
     (ctx.out / "logs").mkdir(parents=True, exist_ok=True)
-    for name in downstream(cfg.force):
+    force = list(cfg.force)
+    old_world = stale_world(ctx)
+    if old_world is not None and "world" not in force:
+        print(f"  world: {ctx.world} was built by world version {old_world}; this checkout builds another "
+              "world: rebuilding it and rerunning every stage after it", flush=True)
+        force.append("world")
+    for name in downstream(force):
         (ctx.dir(name) / ".done").unlink(missing_ok=True)
     display = Display(stages)
     total = time.perf_counter()

@@ -52,6 +52,14 @@ def test_micro_pipeline_runs_skips_and_forces(tmp_path, monkeypatch):
     assert after["world"] == before["world"]
     assert all(after[s] > before[s] for s in ("pretrain", "infill", "export"))
 
+    # a world built by another world version (an older checkout) is rebuilt, with everything after it
+    manifest = out / "world" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "version": "0.9"}))
+    main([f"output_dir={out}", *MICRO])
+    rebuilt = done_times(out)
+    assert all(rebuilt[s] > after[s] for s in ("world", "pretrain", "infill", "export"))
+    assert json.loads(manifest.read_text())["version"] != "0.9"
+
 
 RECIPE_OVERRIDES = (
     "overrides={"
