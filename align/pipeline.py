@@ -59,7 +59,7 @@ DEFAULT_CONFIGS = {"pretrain": "configs/pretrain/tiny.yaml", "cloze": "configs/c
                    "sft": "configs/sft/tiny.yaml", "rm": "configs/rm/tiny.yaml", "dpo": "configs/dpo/tiny.yaml",
                    "ppo": "configs/ppo/tiny_grpo.yaml"}
 QUICK = {"pretrain": ["max_steps=20", "eval_every=10", "save_every=10", "eval_batches=1"],
-         "cloze": ["max_steps=10"], "sft": ["max_steps=10"], "rm": ["max_steps=10"], "dpo": ["max_steps=5"],
+         "cloze": ["max_steps=10"], "sft": ["max_steps=10"], "rm": ["max_steps=10", "focus_steps=5"], "dpo": ["max_steps=5"],
          "ppo": ["max_steps=2", "eval.prompts=8", "eval.heldout_rows=8"]}
 
 

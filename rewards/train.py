@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from common.errors import UserError
 from glm_base.loading import load_model_and_tokenizer
 from glm_base.trainkit.args import TrainArgs
-from glm_base.trainkit.batches import GlobalBatchStream, PermutationSampler
+from glm_base.trainkit.batches import GlobalBatchStream, PermutationSampler, PhasedSampler
 from glm_base.trainkit.metrics import StepWindow, plot_bars, plot_curves
 from glm_base.trainkit.optim import OptimArgs, build_optimizer
 from glm_base.trainkit.run import Run, start_run, train_main
@@ -113,8 +113,17 @@ class RMConfig(TrainArgs):
     length_balanced: bool = field(default=False, metadata={"help": "reweight pairs so the longer response is chosen in half of them"})
     center_on: str = field(default="eval", metadata={"help": "reference set whose mean reward becomes 0: eval | train", "choices": ["eval", "train"]})
     eval_batch_size: int = field(default=32, metadata={"help": "responses per scoring forward"})
+    focus_categories: list[str] = field(default_factory=list, metadata={
+        "help": "curriculum: the first focus_steps steps train on the rows of these categories only"})
+    focus_steps: int = field(default=0, metadata={
+        "help": "steps of the first phase (counted in max_steps; 0 = none); a skill that one category needs "
+                "(consistency: comparing the reply with the dialogue) is learnt there before the mix"})
 
     def __post_init__(self):
+        if self.focus_steps < 0 or (self.focus_steps > 0 and not self.focus_categories):
+            raise ValueError("focus_steps must be >= 0, and a focus phase (focus_steps > 0) needs focus_categories")
+        if self.focus_steps and self.focus_steps >= self.max_steps:
+            raise ValueError(f"focus_steps={self.focus_steps} must be below max_steps={self.max_steps}")
         super().__post_init__()
         if self.margin not in ("none", "rank_gap"):
             raise ValueError(f"margin must be 'none' or 'rank_gap', got {self.margin!r}")
@@ -171,6 +180,20 @@ def load_data(cfg: RMConfig, run: Run, tokenizer) -> tuple[list[EncodedGroup], l
     return encoded["train"], encoded["eval"], counts
 
 
+def train_sampler(cfg: RMConfig, groups: list[EncodedGroup]):
+    """The global batches' prompts: one permutation per epoch, after ``focus_steps`` on the
+    ``focus_categories`` rows when the config asks for that first phase."""
+    everything = PermutationSampler(len(groups), cfg.batch_size, cfg.seed)
+    if not cfg.focus_steps:
+        return everything
+    subset = [i for i, g in enumerate(groups) if g.category in cfg.focus_categories]
+    missing = sorted(set(cfg.focus_categories) - {groups[i].category for i in subset})
+    if missing:
+        known = sorted({g.category for g in groups})
+        raise UserError(f"focus_categories: no training row of {missing}; the training data has {known}")
+    return PhasedSampler(subset, cfg.focus_steps * cfg.grad_accum, cfg.batch_size, cfg.seed, everything)
+
+
 def score_sharded(run: Run, model, groups: list[EncodedGroup], pad_id: int, batch_size: int) -> list[list[float]]:
     """Every group's rewards, each process scoring its share (groups ``rank::world``) and all gathering."""
     from accelerate.utils import gather_object
@@ -223,10 +246,11 @@ def run(cfg: RMConfig) -> dict[str, Any]:
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     state = run.resume(cfg.signature(max_length=cfg.data.max_length, train_prompts=len(train_groups),
-                                     length_balanced=cfg.length_balanced))
+                                     length_balanced=cfg.length_balanced, focus_categories=cfg.focus_categories,
+                                     focus_steps=cfg.focus_steps))
     position = state.get("data_position", 0)
     # every process draws the same global batch of prompts and encodes its own share of them
-    batches = iter(GlobalBatchStream(train_groups, PermutationSampler(len(train_groups), cfg.batch_size, cfg.seed),
+    batches = iter(GlobalBatchStream(train_groups, train_sampler(cfg, train_groups),
                                      lambda groups, _position: groups, start=position))
     if run.start_step == 0:
         run.metrics.log(0, eval_metrics(evaluate(run, model, eval_groups, pad_id, cfg.eval_batch_size)))

@@ -51,6 +51,21 @@ class PermutationSampler:
         return out
 
 
+class PhasedSampler:
+    """Micro-batches ``0 .. first_batches - 1`` drawn from the examples ``subset`` only (a curriculum's
+    first phase), the later ones from ``rest``; a pure function of the position, like every sampler
+    here, so a resumed run draws the same batches."""
+
+    def __init__(self, subset: Sequence[int], first_batches: int, batch_size: int, seed: int, rest: "PermutationSampler"):
+        self.subset, self.first_batches, self.rest = list(subset), first_batches, rest
+        self.first = PermutationSampler(len(self.subset), batch_size, seed)
+
+    def batch(self, position: int) -> list[int]:
+        if position < self.first_batches:
+            return [self.subset[i] for i in self.first.batch(position)]
+        return self.rest.batch(position - self.first_batches)
+
+
 class GlobalBatchStream(IterableDataset):
     """Endless collated global micro-batches from ``start``: ``collate([examples[i] for i in
     sampler.batch(p)], p)`` for p = start, start + 1, ... Use with ``DataLoader(stream,

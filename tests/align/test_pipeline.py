@@ -68,7 +68,7 @@ RECIPE_OVERRIDES = (
     "num_key_value_heads: 1, max_position_embeddings: 1024}'], "
     "sft: [max_steps=2, eval_every=0, save_every=0, batch_size=4, 'data.max_length=512', 'data.truncation=drop', "
     "'eval.language_questions=2', 'eval.max_rows=4', 'eval.max_new_tokens=4'], "
-    "rm: [max_steps=2, eval_every=0, save_every=0, batch_size=2, 'data.max_length=1024', 'data.bad_rows=drop', "
+    "rm: [max_steps=2, focus_steps=1, eval_every=0, save_every=0, batch_size=2, 'data.max_length=1024', 'data.bad_rows=drop', "
     "eval_batch_size=8], "
     "dpo: [max_steps=2, batch_size=2, 'data.max_length=256'], "
     "ppo: [max_steps=1, eval_every=0, save_every=0, 'rollout.max_new_tokens=4', 'rollout.prompts_per_step=2', "

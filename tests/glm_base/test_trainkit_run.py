@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from glm_base import GLMConfig, GLMForCausalLM
 from glm_base.trainkit.args import TrainArgs
-from glm_base.trainkit.batches import GlobalBatchStream, PermutationSampler, shard_rows
+from glm_base.trainkit.batches import GlobalBatchStream, PermutationSampler, PhasedSampler, shard_rows
 from glm_base.trainkit.checkpoint import ResumeMismatch, list_checkpoints
 from glm_base.trainkit.metrics import MetricLogger, read_metrics
 from glm_base.trainkit.optim import OptimArgs
@@ -120,6 +120,17 @@ def test_permutation_sampler_visits_every_example_once_per_epoch_and_resumes_any
     again = PermutationSampler(10, 4, seed=3)
     assert [again.batch(p) for p in (4, 2, 3)] == [sampler.batch(p) for p in (4, 2, 3)]
     assert PermutationSampler(10, 4, seed=4).batch(0) != sampler.batch(0)
+
+
+def test_phased_sampler_draws_the_subset_first_then_everything():
+    subset = [1, 4, 7]
+    sampler = PhasedSampler(subset, first_batches=3, batch_size=2, seed=0, rest=PermutationSampler(10, 2, seed=0))
+    first = [i for p in range(3) for i in sampler.batch(p)]  # 6 elements: the subset twice over
+    assert sorted(first[:3]) == subset and sorted(first[3:]) == subset
+    later = [i for p in range(3, 8) for i in sampler.batch(p)]  # then one epoch of all 10
+    assert sorted(later) == list(range(10)) and later[:2] == PermutationSampler(10, 2, seed=0).batch(0)
+    again = PhasedSampler(subset, 3, 2, 0, PermutationSampler(10, 2, seed=0))
+    assert [again.batch(p) for p in (5, 1, 3)] == [sampler.batch(p) for p in (5, 1, 3)]  # resumes anywhere
 
 
 def test_global_batch_stream_takes_any_rows_and_any_collator_and_resumes():

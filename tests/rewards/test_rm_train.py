@@ -136,6 +136,36 @@ def test_resume_equals_an_uninterrupted_run(files, tmp_path):
     assert history(full) == history(part) and len(history(full)) == 6  # step 0 eval, 4 steps, final eval
 
 
+def test_a_focus_phase_trains_on_its_categories_first_and_resumes_exactly(files, tmp_path):
+    """focus_categories/focus_steps: the first steps draw only that category's prompts (a curriculum),
+    the rest from everything; a run resumed inside the first phase equals an uninterrupted one."""
+    from rewards.data import encode_groups, read_preferences
+    from rewards.train import train_sampler
+
+    cfg = load_config(RMConfig, ["focus_categories=[safe]", "focus_steps=3", "max_steps=5", "batch_size=4"])
+    groups = [type("G", (), {"category": r["category"]})() for r in ranked_rows(24)]
+    sampler = train_sampler(cfg, groups)
+    assert all(groups[i].category == "safe" for p in range(3) for i in sampler.batch(p))
+    assert {groups[i].category for p in range(3, 9) for i in sampler.batch(p)} == {"help", "safe"}
+
+    focus = ("focus_categories=[safe]", "focus_steps=2", "max_steps=4", "save_every=1", "keep_last=5")
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(files, full, *focus)
+    shutil.copytree(full, part)
+    for step in (2, 3, 4):
+        shutil.rmtree(part / "checkpoints" / f"step-{step:07d}")
+    shutil.rmtree(part / "model")
+    train(files, part, *focus, "resume=true")
+    wf, wp = weights(full / "model"), weights(part / "model")
+    assert all(torch.equal(wf[name], wp[name]) for name in wf)
+    with pytest.raises(Exception, match=r"focus_categories: no training row of \['nonsense'\]; the training data has \['help', 'safe'\]"):
+        train(files, tmp_path / "bad", "focus_categories=[nonsense]", "focus_steps=1")
+    for bad in (["focus_steps=2"], ["focus_steps=-1"], ["focus_categories=[safe]", "focus_steps=3"]):
+        with pytest.raises(ValueError, match="focus_"):
+            load_config(RMConfig, [*bad, "max_steps=3"])
+    assert load_config(RMConfig, ["focus_categories=[safe]", "focus_steps=0", "max_steps=3"]).focus_steps == 0
+
+
 def test_annotation_app_rankings_export_trains_without_conversion(files, tmp_path):
     from annotation_ui import io as aio
     from annotation_ui.store import Store
