@@ -6,7 +6,7 @@ import hashlib
 import json
 import random
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 
 def sub_rng(seed: int, name: str) -> random.Random:
@@ -31,12 +31,27 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def split(rows: list[dict[str, Any]], eval_fraction: float, rng: random.Random) -> tuple[list, list]:
-    """Shuffle once, then put the first ``round(n * eval_fraction)`` rows (at least 1) in eval."""
-    rows = list(rows)
-    rng.shuffle(rows)
+def split(rows: list[dict[str, Any]], eval_fraction: float, rng: random.Random,
+          key: Callable[[dict[str, Any]], Any] | None = None) -> tuple[list, list]:
+    """Shuffle once, then put the first ``round(n * eval_fraction)`` rows (at least 1) in eval.
+
+    With ``key``, the rows that share a key stay on one side: groups are shuffled and eval takes
+    whole groups until it holds that many rows (a held-out row never asks what a training row asked)."""
+    groups: list[list[dict[str, Any]]]
+    if key is None:
+        groups = [[row] for row in rows]
+    else:
+        by_key: dict[Any, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_key.setdefault(key(row), []).append(row)
+        groups = list(by_key.values())
+    rng.shuffle(groups)
     n_eval = max(1, round(len(rows) * eval_fraction)) if rows else 0
-    return rows[n_eval:], rows[:n_eval]
+    train: list = []
+    evl: list = []
+    for group in groups:
+        (evl if len(evl) < n_eval else train).extend(group)
+    return train, evl
 
 
 def number_ids(rows: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:

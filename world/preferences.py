@@ -21,7 +21,7 @@ from common.rankings import dense_ranking as rank_by_score
 
 from world import flaws, safety
 from world.entities import World
-from world.io import number_ids, sub_rng
+from world.io import number_ids, split, sub_rng
 from world.prompts import MAKERS, Item, wrong_reply
 
 # label -> severity (lower is better); equal severity means a tie
@@ -206,22 +206,6 @@ def prompt_key(row: dict) -> str:
     return row["prompt"] if "prompt" in row else json.dumps(row["messages"], ensure_ascii=False, sort_keys=True)
 
 
-def split_by_prompt(rows: list[dict], eval_fraction: float, rng: random.Random) -> tuple[list[dict], list[dict]]:
-    """:func:`world.io.split` with the rows that ask the same prompt kept on one side: a held-out row
-    never asks what a training row asked (a small world repeats prompts: a reward model scored on them
-    would be scored partly on what it memorised)."""
-    groups: dict[str, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(prompt_key(row), []).append(row)
-    keys = list(groups)
-    rng.shuffle(keys)
-    n_eval = max(1, round(len(rows) * eval_fraction)) if rows else 0
-    train, evl = [], []
-    for key in keys:
-        (evl if len(evl) < n_eval else train).extend(groups[key])
-    return train, evl
-
-
 def generate(world: World, cfg) -> tuple[list[dict], list[dict], dict]:
     rng = sub_rng(cfg.seed, "preferences")
     n = cfg.counts["preferences"]
@@ -230,7 +214,8 @@ def generate(world: World, cfg) -> tuple[list[dict], list[dict], dict]:
         category = CATEGORIES[i % len(CATEGORIES)]
         lang = "en" if (i // len(CATEGORIES)) % 2 == 0 else "zh"
         rows.append(make_row(category, world, rng, lang))
-    train, evl = split_by_prompt(rows, cfg.eval_fraction, sub_rng(cfg.seed, "preferences-split"))
+    # a small world repeats prompts: a reward model scored on a prompt it trained on is scored on memory
+    train, evl = split(rows, cfg.eval_fraction, sub_rng(cfg.seed, "preferences-split"), key=prompt_key)
     ks = [len(r["responses"]) for r in rows]
     extra = {
         "severity": SEVERITY,
