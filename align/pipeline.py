@@ -332,12 +332,12 @@ def stale_world(ctx: Context) -> str | None:
     """The world version of a finished world stage when this checkout would build another world
     (``world.config.WORLD_VERSION``), else None: its stage and everything after it must rerun."""
     from world.config import WORLD_VERSION
+    from world.default import built_version
 
-    manifest = ctx.world / "manifest.json"
-    if not (ctx.dir("world") / ".done").is_file() or not manifest.is_file():
+    if not (ctx.dir("world") / ".done").is_file():
         return None
-    version = str(read_json(manifest).get("version"))
-    return version if version != WORLD_VERSION else None
+    version = built_version(ctx.world)
+    return version if version not in (None, WORLD_VERSION) else None
 
 
 def run(cfg: PipelineConfig) -> dict:

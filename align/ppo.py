@@ -797,10 +797,10 @@ def ptx_examples(cfg: PPOConfig, tokenizer, architecture: str, rules=None) -> tu
     """The SFT examples PPO-ptx trains on (``data.ptx_files``, else the world's sft train split) and
     how many rows were left out because ``rules`` penalise their reply (:func:`rule_passing_rows`, on
     each row as the SFT loader reads it: chat ``messages`` and single-turn ``prompt``/``completion``)."""
-    from align.sft_data import load_sft_examples, trainable_messages
+    from align.sft_data import load_sft_examples
 
     def rule_passing(rows, path):
-        return rule_passing_rows(rows, rules, path, conversation=trainable_messages)
+        return rule_passing_rows(rows, rules, path)
 
     files = cfg.data.ptx_files or [world_prompts_file("sft", cfg)]
     examples, report = load_sft_examples(files, tokenizer, architecture, cfg.data.max_length, truncation="drop",

@@ -178,21 +178,18 @@ def rule_metadata(row: PromptRow, truncated: bool) -> dict[str, Any]:
     return {**row.meta, "truncated": bool(truncated)}
 
 
-def _chat_messages(row: Any) -> list[dict] | None:
-    messages = row.get("messages") if isinstance(row, dict) else None
-    return messages if isinstance(messages, list) else None
-
-
 def rule_passing_rows(rows: Iterable[tuple[int, Any]], rules, path: str = "<rows>",
-                      conversation: Callable[[Any], list[dict] | None] = _chat_messages) -> tuple[list[tuple[int, Any]], int]:
+                      conversation: Callable[[Any], list[dict] | None] | None = None) -> tuple[list[tuple[int, Any]], int]:
     """The ``(line, row)`` pairs of SFT rows whose final assistant reply no rule of ``rules``
     (:class:`rewards.rules.RuleRewards`) penalises, and how many were left out. PPO-ptx trains on
     these: the SFT data keeps the policy near what it knew, but its rows with the flaws PPO is removing
     (a reply in the wrong language, a refusal of a harmless request) would teach them back.
-    ``conversation(row)`` is the row as chat messages ending with the reply (default: its ``messages``;
-    PPO passes the SFT loader's own reading, which also takes single-turn ``prompt``/``completion``
-    rows), or None. Rows without a final reply, or that are not prompt rows, are kept (the SFT loader
-    counts or rejects them)."""
+    ``conversation(row)`` is the row as chat messages ending with the reply, or None (default: the SFT
+    loader's own reading, :func:`align.sft_data.trainable_messages`, which also takes single-turn
+    ``prompt``/``completion`` rows). Rows without a final reply, or that are not prompt rows, are kept
+    (the SFT loader counts or rejects them)."""
+    if conversation is None:
+        from align.sft_data import trainable_messages as conversation
     kept, candidates = [], []
     for line, row in rows:
         try:

@@ -45,12 +45,17 @@ def world_dir(size: str = "tiny", seed: int = 0, root: str | Path | None = None)
     return final
 
 
-def _complete(path: Path) -> bool:
-    manifest = path / "manifest.json"
+def built_version(path: str | Path) -> str | None:
+    """The world version recorded in the manifest of the world built at ``path``, or None when there is
+    no manifest (nothing built there, or a build that did not finish)."""
+    manifest = Path(path) / "manifest.json"
     if not manifest.is_file():
-        return False
-    data = json.loads(manifest.read_text(encoding="utf-8"))
-    return data.get("version") == WORLD_VERSION and all(
+        return None
+    return str(json.loads(manifest.read_text(encoding="utf-8")).get("version"))
+
+
+def _complete(path: Path) -> bool:
+    return built_version(path) == WORLD_VERSION and all(
         (path / kind / f"{split}.jsonl").is_file() for kind in KINDS for split in ("train", "eval"))
 
 

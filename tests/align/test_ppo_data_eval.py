@@ -252,8 +252,7 @@ def test_ptx_filter_reads_rows_as_the_sft_loader_does(tmp_path):
     path = tmp_path / "sft.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     lines = list(read_jsonl(str(path)))
-    assert rule_passing_rows(lines, rules)[1] == 0  # read as chat rows only, none of them is judged
-    kept, left_out = rule_passing_rows(lines, rules, str(path), conversation=trainable_messages)
+    kept, left_out = rule_passing_rows(lines, rules, str(path))  # the default reading is the loader's
     assert [line for line, _ in kept] == [2, 3] and left_out == 2
 
     examples, report = load_sft_examples(
