@@ -194,15 +194,31 @@ def train_sampler(cfg: RMConfig, groups: list[EncodedGroup]):
     return PhasedSampler(subset, cfg.focus_steps * cfg.grad_accum, cfg.batch_size, cfg.seed, everything)
 
 
+def shard_rows(n: int, rank: int, world: int) -> list[int]:
+    """The row indices process ``rank`` of ``world`` scores: rows ``rank::world``, and as many on every
+    process (a process short of rows repeats row 0), so every process runs the same number of forwards,
+    which ZeRO-3 and FSDP need (each forward gathers the sharded weights collectively)."""
+    per_process = -(-n // world)
+    return [i if i < n else 0 for i in range(rank, per_process * world, world)]
+
+
 def score_sharded(run: Run, model, groups: list[EncodedGroup], pad_id: int, batch_size: int) -> list[list[float]]:
-    """Every group's rewards, each process scoring its share (groups ``rank::world``) and all gathering."""
+    """Every group's rewards: each process scores its share of the responses (:func:`shard_rows`) with
+    the model as prepared (DDP, FSDP or ZeRO-3 wrapped), and all gather."""
     from accelerate.utils import gather_object
 
-    mine = list(range(run.rank, len(groups), run.world))
-    scores = score_groups(run.accelerator.unwrap_model(model), [groups[i] for i in mine], pad_id, batch_size,
-                          run.accelerator.device)
-    gathered = gather_object([(i, s) for i, s in zip(mine, scores)]) if run.world > 1 else list(zip(mine, scores))
-    return [s for _, s in sorted(gathered, key=lambda item: item[0])]
+    flat = [(g, k) for g, group in enumerate(groups) for k in range(len(group.input_ids))]
+    mine = shard_rows(len(flat), run.rank, run.world)
+    rows = [EncodedGroup([groups[flat[i][0]].input_ids[flat[i][1]]], []) for i in mine]
+    scores = [row[0] for row in score_groups(model, rows, pad_id, batch_size, run.accelerator.device)]
+    pairs = list(zip(mine, scores))
+    if run.world > 1:
+        pairs = gather_object(pairs)
+    out = [[0.0] * len(group.input_ids) for group in groups]
+    for i, score in pairs:
+        g, k = flat[i]
+        out[g][k] = score
+    return out
 
 
 def evaluate(run: Run, model, groups: list[EncodedGroup], pad_id: int, batch_size: int) -> dict:

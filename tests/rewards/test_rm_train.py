@@ -236,3 +236,16 @@ def test_two_processes_equal_one(files, tmp_path, launch_two_processes):
     s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (one, two))
     assert s2["processes"] == 2 and s1["eval"]["accuracy"] == s2["eval"]["accuracy"]
     assert s1["reward_offset"] == pytest.approx(s2["reward_offset"], abs=1e-5)
+
+
+def test_every_process_scores_as_many_rows():
+    """Eval and centring shard the responses so each process runs the same number of forwards (ZeRO-3
+    and FSDP gather the weights collectively in each one): together the shares cover every row once,
+    and a process short of rows repeats row 0."""
+    from rewards.train import shard_rows
+
+    for n, world in [(7, 2), (8, 2), (5, 3), (1, 4), (4, 1)]:
+        shares = [shard_rows(n, rank, world) for rank in range(world)]
+        assert len({len(s) for s in shares}) == 1
+        assert sorted(i for s in shares for i in s if i) == list(range(1, n))
+        assert sum(i == 0 for s in shares for i in s) == len(shares[0]) * world - n + 1
