@@ -372,14 +372,7 @@ def run(cfg: SFTConfig) -> dict[str, Any]:
             with at_step(step):
                 result = train_step(accelerator, model, optimizer, [local_share(mb, run) for mb in micro_batches],
                                     normaliser, loss_fn=sft_loss, grad_clip=cfg.optim.grad_clip)
-            scheduler.step()
-            window.add(result, tokens=tokens)
-            progress.update(1)
-            progress.set_postfix(loss=f"{result.loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-
-            if run.should_log(step):
-                run.metrics.log(step, {**window.flush(), "train/lr": scheduler.get_last_lr()[0],
-                                       "train/tokens_seen": tokens_seen})
+            run.end_step(step, result, scheduler, window, progress, tokens, logged={"train/tokens_seen": tokens_seen})
             if run.should_eval(step):
                 last_eval = evaluate_loss(model, run, eval_rows, pad_id, cfg)
                 run.metrics.log(step, last_eval)

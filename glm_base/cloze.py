@@ -185,12 +185,7 @@ def run(cfg: ClozeConfig) -> dict[str, Any]:
             with at_step(step):
                 result = train_step(accelerator, model, optimizer, local, cfg.batch_size * cfg.grad_accum,
                                     loss_fn=cloze_loss, grad_clip=cfg.optim.grad_clip)
-            scheduler.step()
-            window.add(result)
-            progress.update(1)
-            progress.set_postfix(loss=f"{result.loss:.3f}")
-            if run.should_log(step):
-                run.metrics.log(step, {**window.flush(), "train/lr": scheduler.get_last_lr()[0]})
+            run.end_step(step, result, scheduler, window, progress)
             if run.should_eval(step):
                 last_eval = accuracy_report(predict(model, eval_examples, task.pad_id, cfg.eval_batch_size, "eval",
                                                     quiet), eval_examples)

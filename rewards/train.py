@@ -285,12 +285,9 @@ def run(cfg: RMConfig) -> dict[str, Any]:
             with at_step(step):
                 result = train_step(accelerator, model, optimizer, local, step_pairs, loss_fn=rm_loss,
                                     grad_clip=cfg.optim.grad_clip)
-            scheduler.step()
-            window.add(result, tokens=sum(len(ids) for mb in micro for g in mb for ids in g.input_ids))
-            progress.update(1)
-            progress.set_postfix(loss=f"{result.loss:.3f}", acc=f"{result.metrics['accuracy']:.2f}")
-            if run.should_log(step):
-                run.metrics.log(step, {**window.flush(), "train/lr": scheduler.get_last_lr()[0]})
+            run.end_step(step, result, scheduler, window, progress,
+                         tokens=sum(len(ids) for mb in micro for g in mb for ids in g.input_ids),
+                         show={"acc": f"{result.metrics['accuracy']:.2f}"})
             if run.should_eval(step):
                 last_eval = evaluate(run, model, eval_groups, pad_id, cfg.eval_batch_size)
                 run.metrics.log(step, eval_metrics(last_eval))

@@ -140,6 +140,19 @@ class Run:
     def should_log(self, step: int) -> bool:
         return step % self.cfg.log_every == 0 or step == self.cfg.max_steps
 
+    def end_step(self, step: int, result, scheduler, window, progress, tokens: int = 0,
+                 show: Mapping[str, str] | None = None, logged: Mapping[str, float] | None = None) -> None:
+        """The bookkeeping every trainer does after an optimizer step: advance the LR schedule, add the
+        step's :class:`StepResult` (and ``tokens``) to the metric ``window``, move the progress bar
+        (loss, lr and ``show``), and on a log step write the window's means, the lr and ``logged``."""
+        scheduler.step()
+        window.add(result, tokens=tokens)
+        lr = scheduler.get_last_lr()[0]
+        progress.update(1)
+        progress.set_postfix(loss=f"{result.loss:.3f}", lr=f"{lr:.2e}", **(show or {}))
+        if self.should_log(step):
+            self.metrics.log(step, {**window.flush(), "train/lr": lr, **(logged or {})})
+
     def save(self, step: int, model, tokenizer, trainer_state: Mapping[str, Any],
              extra_models: Mapping[str, Any] | None = None) -> Path:
         """A checkpoint of ``model`` (+ ``extra_models``) with the trainer state and the signature."""
