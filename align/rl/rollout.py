@@ -159,7 +159,28 @@ def response_mask_and_truncation(response_ids: torch.Tensor, eos_token_ids: Sequ
     return mask, truncated
 
 
-class HFRollout:
+class SamplingSettings:
+    """What both rollout engines (:class:`HFRollout`, :class:`align.rl.vllm_engine.VLLMRollout`) sample
+    with, checked once: end tokens, padding, length limit, temperature, nucleus and top-k."""
+
+    def _set_sampling(self, eos_token_ids: Sequence[int], pad_token_id: int, max_new_tokens: int,
+                      temperature: float, top_p: float, top_k: int, return_logprobs: bool) -> None:
+        if max_new_tokens <= 0:
+            raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
+        if temperature < 0 or not (0 < top_p <= 1):
+            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+        if not eos_token_ids:
+            raise ValueError("eos_token_ids is empty: responses would never end")
+        self.eos_token_ids = list(eos_token_ids)
+        self.pad_token_id = pad_token_id
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+        self.return_logprobs = return_logprobs and temperature > 0  # greedy decoding has no log-probs
+
+
+class HFRollout(SamplingSettings):
     """Sample responses with ``model.generate`` (KV cache, left padding).
 
     ``temperature`` > 0 samples (with ``top_p``/``top_k``, 0 = off); ``temperature=0`` decodes
@@ -174,20 +195,8 @@ class HFRollout:
                  layout: str = "causal"):
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
-        if max_new_tokens <= 0:
-            raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
-        if temperature < 0 or not (0 < top_p <= 1):
-            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
-        if not eos_token_ids:
-            raise ValueError("eos_token_ids is empty: responses would never end")
+        self._set_sampling(eos_token_ids, pad_token_id, max_new_tokens, temperature, top_p, top_k, return_logprobs)
         self.model = model
-        self.eos_token_ids = list(eos_token_ids)
-        self.pad_token_id = pad_token_id
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.top_k = top_k
-        self.return_logprobs = return_logprobs and temperature > 0
         self.layout = layout
 
     @classmethod

@@ -36,7 +36,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from .rollout import Rollout, left_pad, response_mask_and_truncation
+from .rollout import Rollout, SamplingSettings, left_pad, response_mask_and_truncation
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def named_weights_for_vllm(model) -> Iterator[tuple[str, torch.Tensor]]:
         yield vllm_weight_name(name), param.detach()
 
 
-class VLLMRollout:
+class VLLMRollout(SamplingSettings):
     """Generate rollouts with a vLLM engine whose weights follow the training policy.
 
     ``engine`` is a ``vllm.LLM`` (or anything with its ``generate``, ``apply_model``,
@@ -112,20 +112,11 @@ class VLLMRollout:
                  sleep_mode: bool = False, sleep_level: int = 2, weights_on_engine: bool = True,
                  bucket_bytes: int = 256 * 2**20, sampling_params_cls=None):
         check_servable(getattr(policy, "config", None))
-        if max_new_tokens <= 0 or not eos_token_ids or temperature < 0 or not (0 < top_p <= 1):
-            raise ValueError(f"need max_new_tokens > 0, end tokens, temperature >= 0, 0 < top_p <= 1; got "
-                             f"{max_new_tokens}, {list(eos_token_ids)}, {temperature}, {top_p}")
+        self._set_sampling(eos_token_ids, pad_token_id, max_new_tokens, temperature, top_p, top_k, return_logprobs)
         if sleep_level not in (1, 2):
             raise ValueError(f"vLLM sleep level is 1 or 2, got {sleep_level}")
         self.engine = engine
         self.policy = policy
-        self.eos_token_ids = list(eos_token_ids)
-        self.pad_token_id = pad_token_id
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.top_k = top_k
-        self.return_logprobs = return_logprobs and temperature > 0
         self.sleep_mode = sleep_mode
         self.sleep_level = sleep_level
         self.bucket_bytes = bucket_bytes
