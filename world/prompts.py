@@ -2,7 +2,8 @@
 
 An :class:`Item` is a conversation up to the last user turn plus the good reply and what a judge
 needs: the accepted answer strings, competing wrong values, the language the reply must be in and
-the expected behaviour. ``wrong_reply`` builds a realistic factual error for the same question.
+the expected behaviour. ``wrong_reply`` builds a realistic factual error for the same question: the good reply with only the
+value changed.
 """
 
 from __future__ import annotations
@@ -242,4 +243,7 @@ def wrong_reply(world: World, item: Item, rng: random.Random) -> tuple[str, str]
     if not cands:
         return None
     w = cands[0]
-    return tp.statement(item.subject, w, item.answer_lang, rng), w.value(item.answer_lang)
+    # the good reply with only the value changed, so that nothing but the fact tells the two apart
+    # (a fresh sentence would differ in wording and length too: a cue a reward model could learn)
+    edited = tp.swap_value(item.answer, item.fact, w, item.answer_lang)
+    return edited or tp.statement(item.subject, w, item.answer_lang, rng), w.value(item.answer_lang)

@@ -196,6 +196,20 @@ def fill(template: str, subject: Entity, fact: Fact, lang: str) -> str:
     return text[:1].upper() + text[1:] if lang == "en" else text
 
 
+def swap_value(text: str, old: Fact, new: Fact, lang: str) -> str | None:
+    """``text`` with ``old``'s value replaced by ``new``'s, in the form a template wrote it (English
+    "a doctor" becomes "an engineer", "teapots" becomes "lamps"), or None unless the value occurs
+    exactly once (then the edit could not be told apart from the rest of the text)."""
+    a, b = old.value(lang), new.value(lang)
+    if text.count(a) != 1:
+        return None
+    forms = [(_article(a), _article(b)), (_plural(a), _plural(b)), (a, b)] if lang == "en" else [(a, b)]
+    for before, after in forms:
+        if text.count(before) == 1:
+            return text.replace(before, after)
+    return None
+
+
 def templates_for(subject: Entity, fact: Fact) -> T:
     try:
         return TEMPLATES[(subject.type, fact.relation)]

@@ -125,6 +125,41 @@ def test_every_ranking_is_consistent_with_its_reasons(tiny_world):
             assert keyword in reason, (label, reason)
 
 
+def _blanked(text: str, value: str) -> str:
+    """``text`` with ``value`` (and an English article before it) replaced by one marker."""
+    return re.sub(r"\ban? (?=\x00)", "", text.replace(value, "\x00"))
+
+
+def test_a_wrong_fact_differs_from_the_good_reply_only_in_its_value(tiny_world):
+    """Otherwise wording or length would tell the pair apart without the fact (a wrong-fact reply used
+    to be a fresh one-sentence statement while good replies sometimes carried a second sentence)."""
+    out, _ = tiny_world
+    pairs = 0
+    for r in _rows(out, "preferences") + _rows(out, "preferences", "eval"):
+        labels = r["meta"]["labels"]
+        if "good" not in labels:
+            continue
+        good = r["responses"][labels.index("good")]
+        for label, text, reason in zip(labels, r["responses"], r["reasons"]):
+            wrong_right = re.fullmatch(r"states a wrong fact: (.+) \(the correct answer is (.+)\)", reason)
+            if label.startswith("wrong_fact") and good.count(wrong_right[2]) == 1:
+                pairs += 1
+                assert _blanked(text, wrong_right[1]) == _blanked(good, wrong_right[2]), (good, text)
+    assert pairs > 300
+
+
+def test_swap_value_keeps_the_form_the_template_wrote():
+    from world.entities import Fact
+    from world.templates import swap_value
+
+    doctor, engineer = Fact("p1", "profession", "doctor", "医生"), Fact("p1", "profession", "engineer", "工程师")
+    assert swap_value("By trade, Ana is a doctor.", doctor, engineer, "en") == "By trade, Ana is an engineer."
+    assert swap_value("安娜的职业是医生。", doctor, engineer, "zh") == "安娜的职业是工程师。"
+    lamp, clock = Fact("c1", "makes", "lamp", "台灯"), Fact("c1", "makes", "clock", "时钟")
+    assert swap_value("Ornis Trading produces lamps.", lamp, clock, "en") == "Ornis Trading produces clocks."
+    assert swap_value("A doctor's doctor.", doctor, engineer, "en") is None  # twice: ambiguous
+
+
 def test_preference_labels_are_what_the_judges_see(tiny_world):
     out, _ = tiny_world
     for r in _rows(out, "preferences"):
