@@ -41,6 +41,8 @@ from typing import Any, Sequence
 
 import torch
 
+from glm_base.sharded import in_step
+
 from .ppo_data import PromptRow, interleave, prompt_row, world_prompts
 from .rl.rollout import HFRollout, chat_prompt_ids
 
@@ -125,11 +127,14 @@ def greedy_replies(model, tokenizer, rows: Sequence[PromptRow], max_new_tokens: 
     prompts = [chat_prompt_ids(tokenizer, row.messages, architecture) for row in rows]
     usable = [i for i, p in enumerate(prompts) if fits(p, max_new_tokens, max_positions)]
     replies = [""] * len(rows)
-    for start in range(0, len(usable), batch_size):
-        chunk = usable[start:start + batch_size]
-        rollout = sampler.generate([prompts[i] for i in chunk])
-        for i, ids in zip(chunk, rollout.responses()):
-            replies[i] = tokenizer.decode(ids, skip_special_tokens=True).strip()
+    chunks = [usable[start:start + batch_size] for start in range(0, len(usable), batch_size)]
+    # with sharded weights every process generates as many batches: the extra ones answer a stand-in
+    stand_in = [chat_prompt_ids(tokenizer, [{"role": "user", "content": "."}], architecture)]
+    for real, chunk in in_step(chunks, model, stand_in):
+        rollout = sampler.generate([prompts[i] for i in chunk] if real else chunk)
+        if real:
+            for i, ids in zip(chunk, rollout.responses()):
+                replies[i] = tokenizer.decode(ids, skip_special_tokens=True).strip()
     return replies
 
 
@@ -162,24 +167,29 @@ def judge_counts(rows: Sequence[PromptRow], replies: Sequence[str]) -> dict[str,
 
 
 @torch.no_grad()
-def heldout_loss_sums(model, examples, pad_id: int, batch_size: int = 16) -> tuple[float, float]:
+def heldout_loss_sums(model, examples, pad_id: int, batch_size: int = 16, stand_in=None) -> tuple[float, float]:
     """``(summed cross-entropy, target tokens)`` of ``model`` over the reply tokens of ``examples``
-    (the output layer runs only where there is a target)."""
+    (the output layer runs only where there is a target). With sharded weights every process runs as
+    many batches: the extra ones score ``stand_in`` (an example; the first of ``examples`` when None)
+    and are not counted."""
     from glm_base.infilling import IGNORE_INDEX
 
     from .packing import collate, model_inputs
 
     device = next(model.parameters()).device
     loss_sum, tokens = 0.0, 0.0
-    for start in range(0, len(examples), batch_size):
-        batch = collate([[ex] for ex in examples[start:start + batch_size]], pad_id, "token")
+    batches = [examples[start:start + batch_size] for start in range(0, len(examples), batch_size)]
+    stand_in = stand_in if stand_in is not None else (examples[0] if len(examples) else None)
+    for real, chunk in in_step(batches, model, [stand_in]):
+        batch = collate([[ex] for ex in chunk], pad_id, "token")
         inputs = {k: v.to(device) for k, v in model_inputs(batch).items()}
         hidden = model.get_decoder()(**inputs, use_cache=False).last_hidden_state
         targets = batch["shift_labels"].to(device)
         has_target = targets != IGNORE_INDEX
         logits = model.get_output_embeddings()(hidden[has_target]).float()
-        loss_sum += float(torch.nn.functional.cross_entropy(logits, targets[has_target], reduction="sum"))
-        tokens += float(has_target.sum())
+        if real:
+            loss_sum += float(torch.nn.functional.cross_entropy(logits, targets[has_target], reduction="sum"))
+            tokens += float(has_target.sum())
     return loss_sum, tokens
 
 
@@ -235,7 +245,8 @@ def evaluate_policy(model, tokenizer, rows: Sequence[PromptRow], examples, *, ma
         replies = greedy_replies(model, tokenizer, mine, max_new_tokens, batch_size)
         counts = judge_counts(mine, replies)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        counts["loss_sum"], counts["loss_tokens"] = heldout_loss_sums(model, list(examples[rank::world]), pad, batch_size)
+        counts["loss_sum"], counts["loss_tokens"] = heldout_loss_sums(model, list(examples[rank::world]), pad, batch_size,
+                                                                      stand_in=examples[0] if len(examples) else None)
     finally:
         model.train(was_training)
     if accelerator is not None:

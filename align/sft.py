@@ -44,6 +44,7 @@ from common.errors import UserError
 from common.jsonl import JsonlError, read_jsonl
 from glm_base.infilling import IGNORE_INDEX
 from glm_base.loading import check_model_dir, load_model_and_tokenizer
+from glm_base.sharded import forwards_are_collective
 from glm_base.trainkit.args import TrainArgs
 from glm_base.trainkit.batches import GlobalBatchStream, PermutationSampler, shard_rows
 from glm_base.trainkit.checkpoint import save_models
@@ -258,15 +259,18 @@ def asked_language(row: dict) -> str:
 
 @torch.no_grad()
 def generate_reply(model, tokenizer, messages: list[dict], architecture: str, max_new_tokens: int = 48,
-                   synced_gpus: bool = False) -> str:
+                   synced_gpus: bool | None = None) -> str:
     """The model's greedy reply to ``messages`` (a conversation ending with the turn to answer, or
     with the reference reply, which is left out). GLM-4: the chat template's generation prompt,
     stopping at ``<|user|>``/``<|observation|>``. GLM-1: the conversation as Part A ending in
     ``[gMASK]``, the reply generated in Part B after ``<sop>`` until ``<eop>``, as trained. A prompt
     beyond the model's positions is the model's error (GLM-1's position tables are fixed).
-    ``synced_gpus`` keeps ZeRO-3 processes stepping together (each forward gathers the weights)."""
+    ``synced_gpus`` keeps the processes stepping together when every forward gathers sharded weights
+    (FSDP, ZeRO-3); None decides from the model (:func:`glm_base.sharded.forwards_are_collective`)."""
     renderer = ChatRenderer(tokenizer, architecture)
     ids = renderer.ids
+    if synced_gpus is None:
+        synced_gpus = forwards_are_collective(model)
     prompt = list(messages[:-1]) if messages[-1]["role"] == "assistant" else list(messages)
     device = next(model.parameters()).device
     stop = [tokenizer.convert_tokens_to_ids(t) for t in ("<|user|>", "<|observation|>")] + [ids.eos]
@@ -303,16 +307,13 @@ def language_share(model, tokenizer, rows: list[dict], run: Run, architecture: s
         return {}
     unwrapped = run.accelerator.unwrap_model(model)
     unwrapped.eval()
-    plugin = getattr(run.accelerator.state, "deepspeed_plugin", None)
-    zero3 = plugin is not None and plugin.zero_stage == 3
     hits, shown = torch.zeros(2, dtype=torch.float64), []
-    # every process answers as many questions (ZeRO-3 gathers weights collectively in each forward);
+    # every process answers as many questions (with sharded weights each forward is a collective);
     # a process with fewer rows repeats row 0 and does not count it
     per_process = -(-len(rows) // run.world)
     mine = [rows[i] if i < len(rows) else None for i in range(run.rank, per_process * run.world, run.world)]
     for row in tqdm(mine, desc="language eval", disable=not run.is_main, leave=False):
-        reply = generate_reply(unwrapped, tokenizer, (row or rows[0])["messages"], architecture, max_new_tokens,
-                               synced_gpus=zero3)
+        reply = generate_reply(unwrapped, tokenizer, (row or rows[0])["messages"], architecture, max_new_tokens)
         if row is None:
             continue
         hits += torch.tensor([float(language_of(reply) == asked_language(row)), 1.0], dtype=torch.float64)

@@ -25,6 +25,8 @@ from typing import Sequence
 import torch
 from transformers import GenerationConfig
 
+from glm_base.sharded import forwards_are_collective
+
 from .logprobs import logprobs_from_logits, positions_from_mask
 
 LAYOUTS = ("causal", "prefix")
@@ -187,7 +189,9 @@ class HFRollout(SamplingSettings):
     greedily (no log-probs then). Generation stops at any of ``eos_token_ids`` or after
     ``max_new_tokens``. ``layout`` is ``"causal"`` or ``"prefix"`` (GLM-1's format: each prompt is
     Part A ending in ``[gMASK]``, then ``<sop>``). The model is put in eval mode while generating and
-    its mode restored. With a wrapped (DDP/FSDP) model, pass ``accelerator.unwrap_model(model)``.
+    its mode restored. With a wrapped (DDP/FSDP) model, pass ``accelerator.unwrap_model(model)``; with
+sharded weights (FSDP, ZeRO-3) every process must call :meth:`generate` as many times
+(:mod:`glm_base.sharded`).
     """
 
     def __init__(self, model, eos_token_ids: Sequence[int], pad_token_id: int, max_new_tokens: int,
@@ -244,8 +248,10 @@ class HFRollout(SamplingSettings):
         was_training = self.model.training
         self.model.eval()
         try:
+            # sharded weights (FSDP, ZeRO-3): a process whose replies are done keeps stepping with the rest
             out = self.model.generate(input_ids=prompt_ids, attention_mask=prompt_mask,
-                                      generation_config=self.generation_config(), **layout)
+                                      generation_config=self.generation_config(),
+                                      synced_gpus=forwards_are_collective(self.model), **layout)
         finally:
             self.model.train(was_training)
         response_ids = out.sequences[:, prompt_ids.shape[1]:]
