@@ -170,8 +170,7 @@ def judge_counts(rows: Sequence[PromptRow], replies: Sequence[str]) -> dict[str,
 def heldout_loss_sums(model, examples, pad_id: int, batch_size: int = 16, stand_in=None) -> tuple[float, float]:
     """``(summed cross-entropy, target tokens)`` of ``model`` over the reply tokens of ``examples``
     (the output layer runs only where there is a target). With sharded weights every process runs as
-    many batches: the extra ones score ``stand_in`` (an example; the first of ``examples`` when None)
-    and are not counted."""
+    many batches: the extra ones score ``stand_in`` (an example, needed then) and are not counted."""
     from glm_base.infilling import IGNORE_INDEX
 
     from .packing import collate, model_inputs
@@ -179,7 +178,6 @@ def heldout_loss_sums(model, examples, pad_id: int, batch_size: int = 16, stand_
     device = next(model.parameters()).device
     loss_sum, tokens = 0.0, 0.0
     batches = [examples[start:start + batch_size] for start in range(0, len(examples), batch_size)]
-    stand_in = stand_in if stand_in is not None else (examples[0] if len(examples) else None)
     for real, chunk in in_step(batches, model, [stand_in]):
         batch = collate([[ex] for ex in chunk], pad_id, "token")
         inputs = {k: v.to(device) for k, v in model_inputs(batch).items()}

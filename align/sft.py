@@ -44,7 +44,7 @@ from common.errors import UserError
 from common.jsonl import JsonlError, read_jsonl
 from glm_base.infilling import IGNORE_INDEX
 from glm_base.loading import check_model_dir, load_model_and_tokenizer
-from glm_base.sharded import forwards_are_collective
+from glm_base.sharded import forwards_are_collective, in_step
 from glm_base.trainkit.args import TrainArgs
 from glm_base.trainkit.batches import GlobalBatchStream, PermutationSampler, shard_rows
 from glm_base.trainkit.checkpoint import save_models
@@ -308,13 +308,11 @@ def language_share(model, tokenizer, rows: list[dict], run: Run, architecture: s
     unwrapped = run.accelerator.unwrap_model(model)
     unwrapped.eval()
     hits, shown = torch.zeros(2, dtype=torch.float64), []
-    # every process answers as many questions (with sharded weights each forward is a collective);
-    # a process with fewer rows repeats row 0 and does not count it
-    per_process = -(-len(rows) // run.world)
-    mine = [rows[i] if i < len(rows) else None for i in range(run.rank, per_process * run.world, run.world)]
-    for row in tqdm(mine, desc="language eval", disable=not run.is_main, leave=False):
-        reply = generate_reply(unwrapped, tokenizer, (row or rows[0])["messages"], architecture, max_new_tokens)
-        if row is None:
+    # with sharded weights every process answers as many questions: the extra ones repeat row 0, uncounted
+    steps = list(in_step(rows[run.rank::run.world], unwrapped, rows[0]))
+    for real, row in tqdm(steps, desc="language eval", disable=not run.is_main, leave=False):
+        reply = generate_reply(unwrapped, tokenizer, row["messages"], architecture, max_new_tokens)
+        if not real:
             continue
         hits += torch.tensor([float(language_of(reply) == asked_language(row)), 1.0], dtype=torch.float64)
         if len(shown) < 3:

@@ -190,8 +190,8 @@ class HFRollout(SamplingSettings):
     ``max_new_tokens``. ``layout`` is ``"causal"`` or ``"prefix"`` (GLM-1's format: each prompt is
     Part A ending in ``[gMASK]``, then ``<sop>``). The model is put in eval mode while generating and
     its mode restored. With a wrapped (DDP/FSDP) model, pass ``accelerator.unwrap_model(model)``; with
-sharded weights (FSDP, ZeRO-3) every process must call :meth:`generate` as many times
-(:mod:`glm_base.sharded`).
+    sharded weights (FSDP, ZeRO-3) every process must call :meth:`generate` as many times
+    (:mod:`glm_base.sharded`).
     """
 
     def __init__(self, model, eos_token_ids: Sequence[int], pad_token_id: int, max_new_tokens: int,

@@ -40,10 +40,11 @@ prompt = chat_prompt_ids(tokenizer, question, "glm4")
 
 def sampler_for(m):
     # process 0 stops at any token (a one-token reply), process 1 only at the chat stops
-    stop = list(range(len(tokenizer))) if rank == 0 else None
-    base = HFRollout.for_chat(m, tokenizer, max_new_tokens=6, temperature=0.0)
-    return HFRollout(m, eos_token_ids=stop or base.eos_token_ids, pad_token_id=base.pad_token_id,
-                     max_new_tokens=6, temperature=0.0) if stop else base
+    chat = HFRollout.for_chat(m, tokenizer, max_new_tokens=6, temperature=0.0)
+    if rank != 0:
+        return chat
+    return HFRollout(m, eos_token_ids=list(range(len(tokenizer))), pad_token_id=chat.pad_token_id,
+                     max_new_tokens=6, temperature=0.0)
 
 
 def results(m, acc):
