@@ -153,7 +153,8 @@ STAGES: list[Stage] = [
           lambda c: c.trainer("rm", "rewards.train", f"model.init_from={c.dir('sft') / 'model'}",
                               f"data.train_files=[{c.world / 'preferences' / 'train.jsonl'}, "
                               f"{c.dir('feedback') / 'rankings.jsonl'}]",
-                              f"data.eval_files=[{c.world / 'preferences' / 'eval.jsonl'}]"),
+                              f"data.eval_files=[{c.world / 'preferences' / 'eval.jsonl'}]",
+                              f"data.world_dir={c.world}"),  # the world whose corpus evidence.knowledge 'world' reads
           lambda c: read_json(c.dir("rm") / "summary.json"), needs_config=True),
     Stage("dpo", "DPO baseline from the SFT model (TRL's DPOTrainer)", ("sft",),
           lambda c: c.trainer("dpo", "align.dpo", f"init_from={c.dir('sft') / 'model'}",

@@ -589,8 +589,13 @@ def run(cfg: PPOConfig) -> dict[str, Any]:
 
         world = world_from_dir(world_dir(cfg.data.world_scale, cfg.data.world_seed))
     rules = build_rules(cfg.reward.rules, world=world) if cfg.reward.rules else None
+    reward_evidence = None
+    if reward_model is not None:
+        from rewards.evidence import load_evidence
+
+        reward_evidence = load_evidence(cfg.reward.model, reward_model.config)  # the tools it was trained to read
     scorer = Scorer(rules, reward_model.to(device) if reward_model is not None else None, reward_tokenizer,
-                    cfg.reward.rm_weight, cfg.reward.max_length, cfg.reward.batch_size)
+                    cfg.reward.rm_weight, cfg.reward.max_length, cfg.reward.batch_size, reward_evidence)
     reference.to(device)
 
     ptx, ptx_left_out = None, 0

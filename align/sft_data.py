@@ -489,12 +489,9 @@ def world_split_files(args: SFTDataArgs, kind: str) -> tuple[str, str]:
     be there), else the cached world of ``args.world_scale`` and ``args.world_seed``."""
     if not args.world_dir:
         return default_files(kind, args.world_scale, args.world_seed)
-    files = tuple(str(Path(args.world_dir) / kind / f"{name}.jsonl") for name in ("train", "eval"))
-    missing = [f for f in files if not Path(f).is_file()]
-    if missing:
-        raise UserError(f"data.world_dir: {missing[0]} does not exist "
-                        f"(build the world with: python -m world.build --out {args.world_dir})")
-    return files  # type: ignore[return-value]
+    from world.default import split_files
+
+    return split_files(kind, args.world_scale, args.world_seed, args.world_dir)
 
 
 def load_from_args(args: SFTDataArgs, tokenizer, architecture: str, split: str = "train"):

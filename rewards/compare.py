@@ -91,7 +91,10 @@ def model_scores(path: str, groups: Sequence[PreferenceGroup], max_length: int, 
                                                 what="reward model directory", eval_mode=True)
     if model.config.num_labels != 1:
         raise UserError(f"{path} has num_labels={model.config.num_labels}: not a reward model (expected 1)")
-    encoded, _ = encode_groups(groups, tokenizer, max_length, truncation="left")
+    from .evidence import load_evidence
+
+    encoded, _ = encode_groups(groups, tokenizer, max_length, truncation="left",
+                               evidence=load_evidence(path, model.config))
     pad = model.config.pad_token_id if model.config.pad_token_id is not None else tokenizer.pad_token_id or 0
     with torch.no_grad():
         return score_groups(model, encoded, pad, batch_size)

@@ -30,7 +30,8 @@ valid annotation ("all equally good") but teaches no preference: it is skipped a
 ``all_tied`` under either policy.
 
 **Rendering.** Each (prompt, response) is rendered with the tokenizer's chat template
-(``apply_chat_template(context + [assistant reply])``) followed by the token that ends a reply
+(``apply_chat_template(context + [assistant reply])``, then the tools' observation turn when the reward
+model reads evidence: :mod:`rewards.evidence`) followed by the token that ends a reply
 (``<|user|>`` for GLM tokenizers, else eos), and the reward is read at that token: it has seen the
 whole reply, and it is the same token for every response. ``truncation="left"`` removes prompt tokens
 after the template's ``[gMASK]<sop>`` until the row fits; ``"none"`` makes an overlong row a bad row.
@@ -80,6 +81,14 @@ class _Bad(Exception):
     def __init__(self, reason: str, field: str, problem: str):
         super().__init__(problem)
         self.reason, self.field, self.problem = reason, field, problem
+
+
+class RowTooLong(_Bad):
+    """A (context, response) that cannot fit ``max_length`` even with the prompt cut (:class:`Renderer`)."""
+
+    def __init__(self, problem: str, response_tokens: int):
+        super().__init__("too_long", "responses", problem)
+        self.response_tokens = response_tokens
 
 
 @dataclass
@@ -270,23 +279,25 @@ def read_preferences(paths: str | Path | Sequence[str | Path], bad_rows: str = "
 # --- encoding ------------------------------------------------------------------------------------
 
 class Renderer:
-    """Token ids of (context, response) through the tokenizer's chat template plus the reply's end token."""
+    """Token ids of (context, response) through the tokenizer's chat template plus the reply's end token.
+    With ``evidence`` (:class:`rewards.evidence.Evidence`) the tools' observation turn follows the reply."""
 
-    def __init__(self, tokenizer, max_length: int, truncation: str = "left"):
+    def __init__(self, tokenizer, max_length: int, truncation: str = "left", evidence=None):
         if truncation not in TRUNCATION:
             raise UserError(f"truncation must be one of {list(TRUNCATION)}, got {truncation!r}")
         if not getattr(tokenizer, "chat_template", None):
             raise UserError("the tokenizer has no chat_template: set tokenizer.chat_template "
                             "(glm_base.tokenizer.CHAT_TEMPLATE for GLM tokenizers)")
-        self.tokenizer, self.max_length, self.truncation = tokenizer, max_length, truncation
+        self.tokenizer, self.max_length, self.truncation, self.evidence = tokenizer, max_length, truncation, evidence
         vocab = tokenizer.get_vocab()
         self.end_id = vocab.get("<|user|>", tokenizer.eos_token_id)
         self.head = [vocab[t] for t in ("[gMASK]", "<sop>") if t in vocab]
 
     def __call__(self, context: list[dict], response: str) -> tuple[list[int], bool]:
-        """``(ids, truncated)``; raises ``_Bad("too_long")`` when the row cannot fit ``max_length``."""
-        out = self.tokenizer.apply_chat_template(context + [{"role": "assistant", "content": response}],
-                                                 tokenize=True, return_dict=True)
+        """``(ids, truncated)``; raises :class:`RowTooLong` when the row cannot fit ``max_length``."""
+        conversation = (self.evidence.conversation(context, response) if self.evidence is not None
+                        else context + [{"role": "assistant", "content": response}])
+        out = self.tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)
         ids = list(out["input_ids"]) + ([self.end_id] if self.end_id is not None else [])
         if len(ids) <= self.max_length:
             return ids, False
@@ -295,20 +306,21 @@ class Renderer:
         head = len(self.head) if ids[: len(self.head)] == self.head else 0
         excess = len(ids) - self.max_length
         if self.truncation == "none" or prompt_len - head < excess:
-            raise _Bad("too_long", "responses", f"{len(ids)} tokens exceed max_length={self.max_length}"
-                       + ("" if self.truncation == "none" else " even with the prompt cut"))
+            raise RowTooLong(f"{len(ids)} tokens exceed max_length={self.max_length}"
+                             + ("" if self.truncation == "none" else " even with the prompt cut"), len(ids) - prompt_len)
         return ids[:head] + ids[head + excess:], True
 
 
 def encode_groups(groups: Iterable[PreferenceGroup], tokenizer, max_length: int, truncation: str = "left",
                   margin: str = "none", margin_scale: float = 1.0, bad_rows: str = "error",
-                  report: DataReport | None = None) -> tuple[list[EncodedGroup], DataReport]:
+                  report: DataReport | None = None, evidence=None) -> tuple[list[EncodedGroup], DataReport]:
     """Render every group's responses (each once). ``margin="rank_gap"`` gives each pair the margin
-    ``margin_scale * rank gap``; ``"none"`` gives 0. Overlong rows follow ``truncation``/``bad_rows``."""
+    ``margin_scale * rank gap``; ``"none"`` gives 0. Overlong rows follow ``truncation``/``bad_rows``.
+    ``evidence`` adds the tools' observation after each response (:class:`Renderer`)."""
     if margin not in ("none", "rank_gap"):
         raise UserError(f"margin must be 'none' or 'rank_gap', got {margin!r}")
     report = report or DataReport()
-    render = Renderer(tokenizer, max_length, truncation)
+    render = Renderer(tokenizer, max_length, truncation, evidence)
     encoded = []
     for group in groups:
         try:

@@ -17,6 +17,12 @@ Loss (:mod:`rewards.loss`): ``-log σ(r_chosen - r_rejected - margin)``; ``margi
 wins" holds for half of the weighted pairs (see :mod:`rewards.data`). ``lora.enabled`` trains LoRA
 adapters (PEFT) and the score head only; the final model has the adapters merged.
 
+**Evidence** (``evidence``, :mod:`rewards.evidence`): the reward model can read what a calculator and
+a knowledge lookup say about each response (an observation turn after the reply), the knowledge
+being JSONL documents or ``world`` (the world's corpus). The index is saved with every checkpoint and
+the final model (``knowledge.jsonl``, settings in ``config.reward_evidence``), and everything that
+loads the model (``rewards.compare``, PPO's scorer) renders its inputs the same way.
+
 Evaluation, every ``eval_every`` steps: pairwise accuracy on the eval files overall, per category and
 per language (equal scores count half). **Centring**: after training, the mean reward over every
 response of the reference set (``center_on``: eval or train) is stored as ``config.reward_offset``,
@@ -46,8 +52,9 @@ from glm_base.trainkit.run import Run, start_run, train_main
 from glm_base.trainkit.steps import at_step, train_step
 from world.config import SIZES as WORLD_SIZES
 
+from .evidence import KNOWLEDGE_FILE, Evidence, EvidenceArgs, build_evidence
 from .data import (BAD_ROWS, TRUNCATION, DataReport, EncodedGroup, balance_lengths, collate_groups,
-                   default_files, encode_groups, read_preferences)
+                   encode_groups, read_preferences)
 from .loss import rm_loss
 from .scoring import accuracy_report, pair_outcomes, score_groups
 
@@ -68,6 +75,9 @@ class RMDataArgs:
     eval_files: list[str] = field(default_factory=list, metadata={"help": "held-out JSONL; empty = the world's preferences eval split"})
     world_scale: str = field(default="tiny", metadata={"help": "size of the synthetic world used when no files are given", "choices": list(WORLD_SIZES)})
     world_seed: int = field(default=0, metadata={"help": "seed of the synthetic world (kept apart from the training seed)"})
+    world_dir: str = field(default="", metadata={
+        "help": "a built world (python -m world.build --out DIR) to take the default preferences split and the "
+                "'world' knowledge from; empty = the world of world_scale and world_seed, built and cached on first use"})
     bad_rows: str = field(default="error", metadata={"help": "error: stop at a bad row naming file/row/field | drop: skip and count it", "choices": list(BAD_ROWS)})
     max_length: int = field(default=512, metadata={"help": "longest prompt + response in tokens"})
     truncation: str = field(default="left", metadata={"help": "left: cut the prompt's start to fit | none: an overlong row is a bad row", "choices": list(TRUNCATION)})
@@ -108,6 +118,7 @@ class RMConfig(TrainArgs):
     data: RMDataArgs = field(default_factory=RMDataArgs)
     optim: RMOptimArgs = field(default_factory=RMOptimArgs)
     lora: LoraArgs = field(default_factory=LoraArgs)
+    evidence: EvidenceArgs = field(default_factory=EvidenceArgs)
     margin: str = field(default="none", metadata={"help": "none | rank_gap: require r_chosen - r_rejected > margin_scale x rank gap", "choices": ["none", "rank_gap"]})
     margin_scale: float = field(default=1.0, metadata={"help": "margin per rank of gap (margin=rank_gap)"})
     length_balanced: bool = field(default=False, metadata={"help": "reweight pairs so the longer response is chosen in half of them"})
@@ -139,7 +150,9 @@ def resolve_files(data: RMDataArgs) -> tuple[list[str], list[str]]:
     """The configured files, or the world's preferences split for whichever list is empty."""
     if data.train_files and data.eval_files:
         return list(data.train_files), list(data.eval_files)
-    train, evaluation = default_files(data.world_scale, data.world_seed)
+    from world.default import split_files
+
+    train, evaluation = split_files("preferences", data.world_scale, data.world_seed, data.world_dir)
     return list(data.train_files) or [train], list(data.eval_files) or [evaluation]
 
 
@@ -163,8 +176,20 @@ def load_reward_model(cfg: RMConfig):
     return model, tokenizer
 
 
-def load_data(cfg: RMConfig, run: Run, tokenizer) -> tuple[list[EncodedGroup], list[EncodedGroup], dict[str, Any]]:
-    """Encoded train and eval groups, and the data counts (dropped rows by reason) for the summary."""
+def load_evidence_tools(cfg: RMConfig) -> Evidence | None:
+    """The configured tools; ``world`` in ``evidence.knowledge`` is the world's corpus (train split)."""
+    world_corpus = None
+    if "world" in cfg.evidence.knowledge:
+        from world.default import split_files
+
+        world_corpus = split_files("corpus", cfg.data.world_scale, cfg.data.world_seed, cfg.data.world_dir)[0]
+    return build_evidence(cfg.evidence, world_corpus)
+
+
+def load_data(cfg: RMConfig, run: Run, tokenizer, evidence: Evidence | None = None
+              ) -> tuple[list[EncodedGroup], list[EncodedGroup], dict[str, Any]]:
+    """Encoded train and eval groups (each response with ``evidence``'s observation when given), and
+    the data counts (dropped rows by reason) for the summary."""
     with run.main_process_first():  # the main process builds the default world; the others wait
         train_files, eval_files = resolve_files(cfg.data)
     counts = {}
@@ -173,7 +198,7 @@ def load_data(cfg: RMConfig, run: Run, tokenizer) -> tuple[list[EncodedGroup], l
         report = DataReport()
         groups, _ = read_preferences(files, cfg.data.bad_rows, report)
         encoded[split], _ = encode_groups(groups, tokenizer, cfg.data.max_length, cfg.data.truncation, cfg.margin,
-                                          cfg.margin_scale, cfg.data.bad_rows, report)
+                                          cfg.margin_scale, cfg.data.bad_rows, report, evidence)
         counts[f"{split}_data"] = {"files": files, **report.to_dict()}
     if cfg.length_balanced:
         counts["length_balance"] = balance_lengths(encoded["train"])
@@ -253,7 +278,18 @@ def run(cfg: RMConfig) -> dict[str, Any]:
         raise UserError(f"batch_size={cfg.batch_size} must be a multiple of the {run.world} processes")
     model, tokenizer = load_reward_model(cfg)
     pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
-    train_groups, eval_groups, data_counts = load_data(cfg, run, tokenizer)
+    with run.main_process_first():  # the world's corpus may be built here
+        evidence = load_evidence_tools(cfg)
+    files = {}
+    # the settings go into config.json (None: a model started from an evidence-reading one reads none now),
+    # the index next to every saved model
+    model.config.reward_evidence = evidence.config() if evidence is not None else None
+    if evidence is not None:
+        if evidence.index is not None:
+            files = {KNOWLEDGE_FILE: evidence.index.save}
+        logger.info("evidence: calculator %s, knowledge %s (%d sentences)", evidence.calculator,
+                    list(cfg.evidence.knowledge), len(evidence.index.rows) if evidence.index else 0)
+    train_groups, eval_groups, data_counts = load_data(cfg, run, tokenizer, evidence)
     logger.info("data: train %d prompts / %d pairs, eval %d prompts / %d pairs; dropped %s",
                 len(train_groups), data_counts["train_data"]["pairs"], len(eval_groups),
                 data_counts["eval_data"]["pairs"], {k: v["dropped"] for k, v in data_counts.items() if "dropped" in v})
@@ -294,7 +330,7 @@ def run(cfg: RMConfig) -> dict[str, Any]:
                 progress.write(f"step {step}: eval accuracy {last_eval['accuracy']:.3f} "
                                + " ".join(f"{k} {v:.2f}" for k, v in last_eval["by_category"].items()))
             if run.should_save(step):
-                run.save(step, model, tokenizer, {"data_position": position})
+                run.save(step, model, tokenizer, {"data_position": position}, files=files)
 
     if not last_eval:  # max_steps=0, or resumed at the end
         last_eval = evaluate(run, model, eval_groups, pad_id, cfg.eval_batch_size)
@@ -306,9 +342,10 @@ def run(cfg: RMConfig) -> dict[str, Any]:
         final = final.merge_and_unload()
     summary = {"eval": last_eval, "steps": cfg.max_steps, "init_from": cfg.model.init_from, "margin": cfg.margin,
                "length_balanced": cfg.length_balanced, "center_on": cfg.center_on, "lora": cfg.lora.enabled,
+               "evidence": getattr(final.config, "reward_evidence", None),
                **centring, **data_counts}
     categories = {k: v for k, v in last_eval["by_category"].items()}
-    return run.finish(final, tokenizer, summary, plots=[
+    return run.finish(final, tokenizer, summary, files=files, plots=[
         lambda d: plot_curves(d / "metrics.jsonl", d / "curves.png", ["train/loss", "train/accuracy", "eval/accuracy"],
                               title="reward model: loss and pairwise accuracy"),
         lambda d: plot_bars({"all": last_eval["accuracy"], **categories}, d / "accuracy_by_category.png",

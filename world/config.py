@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 # Bumped whenever the same size and seed would build different files, so that a world cached by
 # world.default (data/world/<size>-seed<seed>) is rebuilt. 1.1: 3,000 tiny preference rows, split by prompt.
-# 1.2: a wrong-fact reply is the good reply with only the value changed.
-WORLD_VERSION = "1.2"
+# 1.2: a wrong-fact reply is the good reply with only the value changed. 1.3: corpus documents have a title.
+WORLD_VERSION = "1.3"
 
 # Counts per size. ``entities`` drives the corpus; the other files are counted in rows (train+eval).
 SIZES: dict[str, dict[str, int]] = {

@@ -6,7 +6,9 @@ facts), ``list`` (cities of a region, products of a company, a price list...), `
 times, in several wordings and in both languages, so masked spans are predictable from context and
 from other documents; about a third of the profiles come as EN/ZH pairs stating the same facts in
 the same order (``meta.pair``). Sentences end with ``. ! ?`` or ``。！？`` for sentence-level masking.
-Row: ``{"id", "lang", "text", "meta": {"kind", "entities", "pair"}}``.
+Row: ``{"id", "lang", "title", "text", "meta": {"kind", "entities", "pair"}}``; ``title`` is the name
+of the first entity (the one a profile is about) in the document's language, as a knowledge source
+needs it (:mod:`rewards.evidence`).
 """
 
 from __future__ import annotations
@@ -313,4 +315,6 @@ def build_corpus(world: World, rng: random.Random) -> list[dict]:
     n_entities = sum(len(world.of_type(k)) for k in ("person", "city", "company", "product", "chemical"))
     docs = profiles(world, rng) + stories(world, rng) + lists(world, rng)
     docs += arithmetic(world, rng, n_entities // 2) + qa_docs(world, rng, n_entities // 2)
+    for doc in docs:  # the entity a document is about, by its name in the document's language
+        doc["title"] = world.get(doc["meta"]["entities"][0]).name(doc["lang"]) if doc["meta"]["entities"] else ""
     return docs

@@ -65,6 +65,23 @@ def world_files(kind: str, size: str = "tiny", seed: int = 0, root: str | Path |
     return str(base / "train.jsonl"), str(base / "eval.jsonl")
 
 
+def split_files(kind: str, size: str = "tiny", seed: int = 0, built_dir: str | Path = "",
+                field: str = "data.world_dir") -> tuple[str, str]:
+    """``(train, eval)`` of the world split ``kind``: from ``built_dir`` (a ``python -m world.build
+    --out DIR`` directory; each file must be there, else a :class:`UserError` naming ``field``) when
+    given, else the cached world of ``size`` and ``seed`` (built on first use)."""
+    if not built_dir:
+        return world_files(kind, size, seed)
+    files = tuple(str(Path(built_dir) / kind / f"{name}.jsonl") for name in ("train", "eval"))
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing:
+        from common.errors import UserError
+
+        raise UserError(f"{field}: {missing[0]} does not exist (build the world with: "
+                        f"python -m world.build --out {built_dir})")
+    return files  # type: ignore[return-value]
+
+
 def safety_probe(n: int, size: str = "tiny", seed: int = 0) -> list[dict]:
     """``n`` held-out safety rows beyond the world's eval split (:func:`world.safety.probe`), built in
     memory: the same size and seed give the same rows."""

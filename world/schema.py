@@ -8,7 +8,7 @@ line (1-based) and the field, with what was expected::
 
 Kinds and their fields (``*`` = required; others are checked when present):
 
-- ``corpus``:      text*, id, lang, meta
+- ``corpus``:      text*, id, lang, title, meta
 - ``cloze``:       text*, label*, label_id, id, lang, meta
 - ``sft``:         messages* (ends with an assistant turn), id, lang, category, meta
 - ``preferences``: responses* (2..16 strings), ranking* (ints, 1 = best, ties share a rank),
@@ -115,6 +115,8 @@ def _common(row: dict) -> None:
 
 def _check_corpus(row: dict) -> None:
     _str(_need(row, "text"), "text")
+    if row.get("title") is not None:
+        _str(row["title"], "title")
 
 
 def _check_cloze(row: dict) -> None:

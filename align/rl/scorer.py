@@ -3,6 +3,7 @@
 The reward model is a ``GLMForSequenceClassification`` directory (``num_labels`` 1, centred through
 ``config.reward_offset``). It reads each response as the reward-model trainer (``rewards.train``)
 rendered its training rows: ``tokenizer.apply_chat_template(prompt_messages + [assistant reply])``
+(plus the observation turn of the tools it was trained to read, :mod:`rewards.evidence`)
 followed by the token that ends a reply (``<|user|>`` for GLM tokenizers, else eos), the score read
 at that last token; a row longer than ``max_length`` loses prompt tokens after the template's
 ``[gMASK]<sop>`` head (never response tokens). Rows are right-padded.
@@ -18,38 +19,36 @@ from typing import Mapping, Sequence
 import torch
 
 
-def reward_model_ids(tokenizer, messages: Sequence[dict], response: str, max_length: int) -> list[int]:
-    """Token ids the reward model scores for ``response`` to ``messages`` (see the module docstring).
-    Raises ``ValueError`` when even the response with the template head does not fit ``max_length``."""
-    out = tokenizer.apply_chat_template(list(messages) + [{"role": "assistant", "content": response}],
-                                        tokenize=True, return_dict=True)
-    vocab = tokenizer.get_vocab()
-    end = vocab.get("<|user|>", tokenizer.eos_token_id)
-    ids = list(out["input_ids"]) + ([end] if end is not None else [])
-    if len(ids) <= max_length:
-        return ids
-    head_tokens = [vocab[t] for t in ("[gMASK]", "<sop>") if t in vocab]
-    head = len(head_tokens) if ids[:len(head_tokens)] == head_tokens else 0
-    prompt_len = len(tokenizer.apply_chat_template(list(messages), tokenize=True, add_generation_prompt=True,
-                                                   return_dict=True)["input_ids"])
-    excess = len(ids) - max_length
-    if prompt_len - head < excess:
-        raise ValueError(f"a response of {len(ids) - prompt_len} tokens does not fit the reward model's "
-                         f"max_length={max_length}; raise reward.max_length or lower rollout.max_new_tokens")
-    return ids[:head] + ids[head + excess:]
+def reward_model_ids(tokenizer, messages: Sequence[dict], response: str, max_length: int, evidence=None,
+                     renderer=None) -> list[int]:
+    """Token ids the reward model scores for ``response`` to ``messages`` (see the module docstring),
+    rendered by the reward-model trainer's own :class:`rewards.data.Renderer` (``evidence``: the
+    tools the reward model reads, :func:`rewards.evidence.load_evidence`). Raises ``ValueError`` when
+    even the response with the template head does not fit ``max_length``."""
+    from rewards.data import Renderer, RowTooLong
+
+    renderer = renderer or Renderer(tokenizer, max_length, "left", evidence)
+    try:
+        return renderer(list(messages), response)[0]
+    except RowTooLong as too_long:
+        raise ValueError(f"a response of {too_long.response_tokens} tokens does not fit the reward model's "
+                         f"max_length={max_length}; raise reward.max_length or lower rollout.max_new_tokens") from None
 
 
 @torch.no_grad()
 def reward_model_scores(model, tokenizer, messages: Sequence[Sequence[dict]], responses: Sequence[str],
-                        max_length: int = 1024, batch_size: int = 16) -> torch.Tensor:
+                        max_length: int = 1024, batch_size: int = 16, evidence=None) -> torch.Tensor:
     """``(N,)`` float32 scores of ``responses`` (one per conversation in ``messages``), on the CPU."""
+    from rewards.data import Renderer
+
     if len(messages) != len(responses):
         raise ValueError(f"got {len(messages)} prompts but {len(responses)} responses")
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    renderer = Renderer(tokenizer, max_length, "left", evidence)
     scores = []
     for start in range(0, len(responses), batch_size):
-        rows = [reward_model_ids(tokenizer, m, r, max_length)
+        rows = [reward_model_ids(tokenizer, m, r, max_length, renderer=renderer)
                 for m, r in zip(messages[start:start + batch_size], responses[start:start + batch_size])]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -75,11 +74,12 @@ class Scorer:
     """Reward model and rules together: ``score(messages, responses, metadata) -> ScoredBatch``."""
 
     def __init__(self, rules=None, reward_model=None, reward_tokenizer=None, rm_weight: float = 1.0,
-                 max_length: int = 1024, batch_size: int = 16):
+                 max_length: int = 1024, batch_size: int = 16, reward_evidence=None):
         if reward_model is None and (rules is None or not rules.rules):
             raise ValueError("nothing to score with: give a reward model or at least one rule")
         self.rules, self.reward_model, self.reward_tokenizer = rules, reward_model, reward_tokenizer
         self.rm_weight, self.max_length, self.batch_size = rm_weight, max_length, batch_size
+        self.reward_evidence = reward_evidence  # the tools the reward model reads (rewards.evidence)
 
     def score(self, messages: Sequence[Sequence[dict]], responses: Sequence[str],
               metadata: Sequence[Mapping]) -> ScoredBatch:
@@ -88,7 +88,7 @@ class Scorer:
         parts: dict[str, torch.Tensor] = {}
         if self.reward_model is not None:
             rm = reward_model_scores(self.reward_model, self.reward_tokenizer, messages, responses, self.max_length,
-                                     self.batch_size)
+                                     self.batch_size, self.reward_evidence)
             parts["rm"] = rm
             total += self.rm_weight * rm
         if self.rules is not None and self.rules.rules:

@@ -22,7 +22,7 @@ import logging
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from common.errors import UserError
 
@@ -68,9 +68,12 @@ def _save_model(accelerator, model, out_dir: Path, state_dict) -> None:
     save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, str(out_dir / "model.safetensors"))
 
 
-def save_models(accelerator, model, tokenizer, out_dir: Path, extra_models: Mapping[str, Any] | None = None) -> None:
+def save_models(accelerator, model, tokenizer, out_dir: Path, extra_models: Mapping[str, Any] | None = None,
+                files: Mapping[str, Callable[[Path], Any]] | None = None) -> None:
     """``model`` (and ``tokenizer``) at the top of ``out_dir``; each of ``extra_models`` in
-    ``out_dir/<name>/``. Collective: every process takes part in gathering sharded weights."""
+    ``out_dir/<name>/``; each of ``files`` (name -> writer of that path) next to the model, such as
+    the knowledge a reward model reads. Collective: every process takes part in gathering sharded
+    weights."""
     models = {"": model, **dict(extra_models or {})}
     states = {name: accelerator.get_state_dict(m) for name, m in models.items()}
     if accelerator.is_main_process:
@@ -80,12 +83,15 @@ def save_models(accelerator, model, tokenizer, out_dir: Path, extra_models: Mapp
             _save_model(accelerator, m, target, states[name])
         if tokenizer is not None:
             tokenizer.save_pretrained(out_dir)
+        for name, write in (files or {}).items():
+            write(out_dir / name)
     accelerator.wait_for_everyone()
 
 
 def save_checkpoint(accelerator, model, tokenizer, run_dir: str | Path, step: int,
                     trainer_state: dict[str, Any], keep_last: int = 2,
-                    extra_models: Mapping[str, Any] | None = None) -> Path:
+                    extra_models: Mapping[str, Any] | None = None,
+                    files: Mapping[str, Callable[[Path], Any]] | None = None) -> Path:
     """Write a checkpoint for optimizer step ``step`` (collective: call on every process).
 
     ``model`` is saved at the top of the step directory (loadable with ``from_pretrained``), each of
@@ -99,7 +105,7 @@ def save_checkpoint(accelerator, model, tokenizer, run_dir: str | Path, step: in
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp / "train_state"))
-    save_models(accelerator, model, tokenizer, tmp, extra_models)
+    save_models(accelerator, model, tokenizer, tmp, extra_models, files)
     if accelerator.is_main_process:
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **trainer_state}, indent=2))
         if final.exists():
@@ -144,8 +150,9 @@ def load_checkpoint(accelerator, checkpoint: str | Path, signature: Mapping[str,
 
 
 def save_final_model(accelerator, model, tokenizer, out_dir: str | Path,
-                     extra_models: Mapping[str, Any] | None = None) -> Path:
+                     extra_models: Mapping[str, Any] | None = None,
+                     files: Mapping[str, Callable[[Path], Any]] | None = None) -> Path:
     """The run's final model(s) as plain HF directories (collective)."""
     out_dir = Path(out_dir)
-    save_models(accelerator, model, tokenizer, out_dir, extra_models)
+    save_models(accelerator, model, tokenizer, out_dir, extra_models, files)
     return out_dir

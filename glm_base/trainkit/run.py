@@ -154,11 +154,12 @@ class Run:
             self.metrics.log(step, {**window.flush(), "train/lr": lr, **(logged or {})})
 
     def save(self, step: int, model, tokenizer, trainer_state: Mapping[str, Any],
-             extra_models: Mapping[str, Any] | None = None) -> Path:
-        """A checkpoint of ``model`` (+ ``extra_models``) with the trainer state and the signature."""
+             extra_models: Mapping[str, Any] | None = None, files: Mapping[str, Callable[[Path], Any]] | None = None) -> Path:
+        """A checkpoint of ``model`` (+ ``extra_models``, + ``files`` next to the model) with the
+        trainer state and the signature."""
         state = {**trainer_state, "signature": self.signature}
         return save_checkpoint(self.accelerator, model, tokenizer, self.run_dir, step, state, self.cfg.keep_last,
-                               extra_models=extra_models)
+                               extra_models=extra_models, files=files)
 
     def write_json(self, name: str, data: Any) -> Path | None:
         path = self.run_dir / name
@@ -167,11 +168,12 @@ class Run:
         return path
 
     def finish(self, model, tokenizer, summary: Mapping[str, Any], extra_models: Mapping[str, Any] | None = None,
-               plots: Sequence[Callable[[Path], Any]] = ()) -> dict[str, Any]:
+               plots: Sequence[Callable[[Path], Any]] = (),
+               files: Mapping[str, Callable[[Path], Any]] | None = None) -> dict[str, Any]:
         """Save the final model(s) in ``model/``, write ``summary.json`` (with the process count) and
         the plots (each a function of the run directory, main process only). The process group is
         left to :func:`end_processes`, called once the trainer's (DDP-wrapped) models are gone."""
-        save_final_model(self.accelerator, model, tokenizer, self.run_dir / "model", extra_models)
+        save_final_model(self.accelerator, model, tokenizer, self.run_dir / "model", extra_models, files)
         summary = {**summary, "processes": self.world}
         self.write_json("summary.json", summary)
         if self.is_main:

@@ -148,6 +148,25 @@ def test_a_wrong_fact_differs_from_the_good_reply_only_in_its_value(tiny_world):
     assert pairs > 300
 
 
+def test_a_corpus_document_is_titled_by_the_entity_it_is_about(tiny_world):
+    """The title is what a knowledge source links claims by (rewards.evidence): the name of the
+    document's first entity, in the document's language."""
+    from world.config import WorldConfig
+    from world.entities import make_world
+    from world.io import sub_rng
+
+    out, _ = tiny_world
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    world = make_world(WorldConfig(size=manifest["size"], seed=manifest["seed"]).counts,
+                       sub_rng(manifest["seed"], "entities"))
+    docs = _rows(out, "corpus")
+    for doc in docs:
+        entities = doc["meta"]["entities"]
+        assert doc["title"] == (world.get(entities[0]).name(doc["lang"]) if entities else "")
+    profiles = [d for d in docs if d["meta"]["kind"] == "profile"]
+    assert sum(d["title"] in d["text"] for d in profiles) == len(profiles)
+
+
 def test_swap_value_keeps_the_form_the_template_wrote():
     from world.entities import Fact
     from world.templates import swap_value
