@@ -116,6 +116,9 @@ def sections(run: Path) -> list[Section]:
         if stage not in summary:
             continue
         figs = {k: v for k, v in summary[stage].items() if isinstance(v, (int, float)) and k != "seconds"}
+        held_out = summary[stage].get("eval") if isinstance(summary[stage].get("eval"), dict) else {}
+        if isinstance(held_out.get("accuracy"), (int, float)):  # the reward model's held-out pairwise accuracy
+            figs[f"held-out pairwise accuracy ({held_out.get('pairs', '?')} pairs)"] = held_out["accuracy"]
         if stage == "ppo":  # the stage runs PPO or one of its group-baseline variants
             algorithm = read_json(run / stage / "summary.json").get("algorithm")
             title = f"RLHF ({algorithm.upper()})" if algorithm else title
@@ -125,7 +128,8 @@ def sections(run: Path) -> list[Section]:
         png = own if stage == "ppo" and own.is_file() else _curve(run / stage, keys, figures / f"{stage}_curves.png", title)
         if png:
             section.images.append((f"{stage} curves", png))
-        by_category = summary[stage].get("by_category") or summary[stage].get("eval/by_category")
+        by_category = (summary[stage].get("by_category") or summary[stage].get("eval/by_category")
+                       or held_out.get("by_category"))
         if isinstance(by_category, dict):
             section.tables.append((["category", "accuracy"], [[k, _fmt(v)] for k, v in by_category.items()]))
         out.append(section)

@@ -137,7 +137,7 @@ class KnowledgeIndex:
                 if not sentence or sentence.endswith(("?", "？")):
                     continue
                 if title and title not in sentence and _PRONOUN.match(sentence):
-                    sentence = _PRONOUN.sub(title if title[0] >= "\u3400" else title + "", sentence, count=1)
+                    sentence = _PRONOUN.sub(lambda _: title, sentence, count=1)
                 if (sentence, title) not in seen:
                     seen.add((sentence, title))
                     rows.append({"text": sentence, "title": title})

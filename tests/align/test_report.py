@@ -38,6 +38,8 @@ def fake_run(tmp_path: Path) -> Path:
         "fact_probe": {"seconds": 30.0, "probes": 300, "accuracy": 0.0, "choice_accuracy": 0.063, "chance": 0.059,
                        "majority": 0.073},
         "sft": {"seconds": 60.0, "eval/loss": 1.23},
+        "rm": {"seconds": 300.0, "steps": 700, "eval": {"accuracy": 0.944, "pairs": 933,
+                                                         "by_category": {"factuality": 0.951, "mixing": 0.917}}},
     }
     (run / "summary.json").write_text(json.dumps({"stages": stages}))
     (run / "metrics.json").write_text(json.dumps({
@@ -68,6 +70,8 @@ def test_report_sections_tables_and_escaping(tmp_path):
     assert "| harmful prompts refused >= 90% | 0.800 | 0.950 | yes |" in text
     assert "| held-out SFT loss within +5% | 2.000 | 2.200 | no |" in text
     assert "| KL to SFT below 2x its target (4.0; mean of the last 2 steps) | – | 3.000 | yes |" in text
+    # the reward model's held-out accuracy, overall and by category (it sits under "eval" in its summary)
+    assert "| held-out pairwise accuracy (933 pairs) | 0.944 |" in text and "| factuality | 0.951 |" in text
     assert "generated exactly 0.0%," in text and "tiny_facts" in text  # the fact probe says why facts are absent
     assert "<script>x</script>" not in markup and "&lt;script&gt;x&lt;/script&gt;" in markup
     assert markup.count("data:image/png;base64,") == 2  # pretraining loss, SFT curves: self-contained
@@ -108,7 +112,7 @@ def test_report_renders_in_chromium(tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(page_path.as_uri())
-            assert page.locator("h2").count() == 7
+            assert page.locator("h2").count() == 8  # with the reward model's section
             sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
             assert sizes and all(done and width > 100 for done, width in sizes)
             assert "灯塔在北边的悬崖上。" in page.locator("section").last.inner_text()
