@@ -211,7 +211,7 @@ def calculator_notes(response: str) -> list[str]:
 class EvidenceArgs:
     """What a reward model reads besides the response (rewards.train's ``evidence`` section)."""
 
-    calculator: bool = field(default=False, metadata={"help": "work out every a × b = c in a response"})
+    calculator: bool = field(default=False, metadata={"help": "evaluate every a × b = c a response writes (true, or false with the product)"})
     knowledge: list[str] = field(default_factory=list, metadata={
         "help": "JSONL documents {text, title} to look claims up in; 'world' = the world's corpus (train split); "
                 "[] = no lookup"})
