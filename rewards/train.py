@@ -299,7 +299,8 @@ def run(cfg: RMConfig) -> dict[str, Any]:
     accelerator.register_for_checkpointing(scheduler)
     state = run.resume(cfg.signature(max_length=cfg.data.max_length, train_prompts=len(train_groups),
                                      length_balanced=cfg.length_balanced, focus_categories=cfg.focus_categories,
-                                     focus_steps=cfg.focus_steps))
+                                     focus_steps=cfg.focus_steps,
+                                     evidence=evidence.config() if evidence is not None else None))
     position = state.get("data_position", 0)
     # every process draws the same global batch of prompts and encodes its own share of them
     batches = iter(GlobalBatchStream(train_groups, train_sampler(cfg, train_groups),

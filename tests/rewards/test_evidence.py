@@ -2,7 +2,7 @@
 the words a claim has that its source lacks (EN, numbers, ZH two-character runs), the calculator,
 the observation turn the reward model reads, and the index travelling with a trained reward model
 (train -> config + knowledge.jsonl in the model and every checkpoint -> compare and PPO's scorer
-render the same ids)."""
+render the same ids; a checkpoint does not resume under other tools)."""
 from __future__ import annotations
 
 import json
@@ -122,12 +122,15 @@ def test_a_trained_reward_model_carries_its_knowledge_and_everything_that_loads_
     for row in rows:  # claims the lookup finds
         row["responses"][0] = "Nelgor has 422,000 residents. " + row["responses"][0]
     train = write_jsonl(tmp_path / "train.jsonl", rows)
-    cfg = load_config(RMConfig, [f"model.init_from={tiny_model_dir(tmp_path / 'init')}", f"data.train_files=[{train}]",
-                                 f"data.eval_files=[{train}]", f"output_dir={tmp_path / 'run'}", "max_steps=2",
-                                 "batch_size=4", "eval_every=0", "save_every=1", "evidence.calculator=true",
-                                 f"evidence.knowledge=[{knowledge}]"])
+    cfg_args = [f"model.init_from={tiny_model_dir(tmp_path / 'init')}", f"data.train_files=[{train}]",
+                f"data.eval_files=[{train}]", f"output_dir={tmp_path / 'run'}", "batch_size=4", "eval_every=0",
+                "save_every=1", "evidence.calculator=true", f"evidence.knowledge=[{knowledge}]"]
+    cfg = load_config(RMConfig, [*cfg_args, "max_steps=2"])
     summary = run(cfg)
     model_dir = tmp_path / "run" / "model"
+    changed = load_config(RMConfig, [*cfg_args, "max_steps=3", "resume=true", "evidence.calculator=false"])
+    with pytest.raises(UserError, match="evidence"):  # the inputs changed: the checkpoint cannot resume
+        run(changed)
     config = json.loads((model_dir / "config.json").read_text())
     assert config["reward_evidence"]["knowledge"] == KNOWLEDGE_FILE and summary["evidence"]["calculator"]
     assert (model_dir / KNOWLEDGE_FILE).read_bytes() == (tmp_path / "run" / "checkpoints" / "step-0000002" / KNOWLEDGE_FILE).read_bytes()
