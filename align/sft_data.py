@@ -487,8 +487,6 @@ def load_sft_examples(paths: Sequence[str | Path], tokenizer, architecture: str 
 def world_split_files(args: SFTDataArgs, kind: str) -> tuple[str, str]:
     """``(train, eval)`` of the world split ``kind``: from ``args.world_dir`` when set (each file must
     be there), else the cached world of ``args.world_scale`` and ``args.world_seed``."""
-    if not args.world_dir:
-        return default_files(kind, args.world_scale, args.world_seed)
     from world.default import split_files
 
     return split_files(kind, args.world_scale, args.world_seed, args.world_dir)

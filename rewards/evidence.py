@@ -57,12 +57,16 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
 
 
+def _cjk(token: str) -> bool:
+    return token[0] >= "\u3400"
+
+
 def terms(text: str) -> list[str]:
     """Lower-cased English words, numbers (thousands separators dropped) and Chinese character
     bigrams (a one-character run is its own term): the units the lookup matches on."""
     out = []
     for run in _TERM.findall(text.lower().replace(",", "")):
-        if run[0] >= "\u3400":
+        if _cjk(run):
             out += [run[i:i + 2] for i in range(len(run) - 1)] or [run]
         else:
             out.append(run)
@@ -71,10 +75,6 @@ def terms(text: str) -> list[str]:
 
 def _unit(token: str) -> str:
     return token.lower().replace(",", "")
-
-
-def _cjk(token: str) -> bool:
-    return token[0] >= "\u3400"
 
 
 def unmatched_words(claim: str, source: str) -> list[str]:
@@ -168,10 +168,9 @@ class KnowledgeIndex:
             return None
         asked = [n for n in names if n in question]
         names = asked or names
-        wanted = Counter(terms(claim))
-        for name in names:  # the subject is in every candidate: it says nothing about the relation
-            for t in terms(name):
-                wanted.pop(t, None)
+        # the subject is in every candidate: it says nothing about the relation
+        subject = {t for name in names for t in terms(name)}
+        wanted = [t for t in dict.fromkeys(terms(claim)) if t not in subject]  # in the claim's order
         best, best_score = None, 0.0
         for i in sorted({i for n in names for i in self._by_name.get(n, ())}):
             have = self._terms[i]

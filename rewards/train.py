@@ -283,7 +283,8 @@ def run(cfg: RMConfig) -> dict[str, Any]:
     files = {}
     # the settings go into config.json (None: a model started from an evidence-reading one reads none now),
     # the index next to every saved model
-    model.config.reward_evidence = evidence.config() if evidence is not None else None
+    reward_evidence = evidence.config() if evidence is not None else None  # once: it hashes the whole index
+    model.config.reward_evidence = reward_evidence
     if evidence is not None:
         if evidence.index is not None:
             files = {KNOWLEDGE_FILE: evidence.index.save}
@@ -300,7 +301,7 @@ def run(cfg: RMConfig) -> dict[str, Any]:
     state = run.resume(cfg.signature(max_length=cfg.data.max_length, train_prompts=len(train_groups),
                                      length_balanced=cfg.length_balanced, focus_categories=cfg.focus_categories,
                                      focus_steps=cfg.focus_steps,
-                                     evidence=evidence.config() if evidence is not None else None))
+                                     evidence=reward_evidence))
     position = state.get("data_position", 0)
     # every process draws the same global batch of prompts and encodes its own share of them
     batches = iter(GlobalBatchStream(train_groups, train_sampler(cfg, train_groups),

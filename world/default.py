@@ -65,11 +65,10 @@ def world_files(kind: str, size: str = "tiny", seed: int = 0, root: str | Path |
     return str(base / "train.jsonl"), str(base / "eval.jsonl")
 
 
-def split_files(kind: str, size: str = "tiny", seed: int = 0, built_dir: str | Path = "",
-                field: str = "data.world_dir") -> tuple[str, str]:
+def split_files(kind: str, size: str = "tiny", seed: int = 0, built_dir: str | Path = "") -> tuple[str, str]:
     """``(train, eval)`` of the world split ``kind``: from ``built_dir`` (a ``python -m world.build
-    --out DIR`` directory; each file must be there, else a :class:`UserError` naming ``field``) when
-    given, else the cached world of ``size`` and ``seed`` (built on first use)."""
+    --out DIR`` directory, the config's ``data.world_dir``; each file must be there, else a
+    :class:`UserError`) when given, else the cached world of ``size`` and ``seed`` (built on first use)."""
     if not built_dir:
         return world_files(kind, size, seed)
     files = tuple(str(Path(built_dir) / kind / f"{name}.jsonl") for name in ("train", "eval"))
@@ -77,7 +76,7 @@ def split_files(kind: str, size: str = "tiny", seed: int = 0, built_dir: str | P
     if missing:
         from common.errors import UserError
 
-        raise UserError(f"{field}: {missing[0]} does not exist (build the world with: "
+        raise UserError(f"data.world_dir: {missing[0]} does not exist (build the world with: "
                         f"python -m world.build --out {built_dir})")
     return files  # type: ignore[return-value]
 
